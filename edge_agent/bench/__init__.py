@@ -1,0 +1,1 @@
+"""Benchmarks and accuracy checks on labelled data: numbers printed and written to docs/."""

@@ -1,0 +1,65 @@
+"""Where benchmark numbers go: a named section of `docs/benchmarks.md`, with machine and command."""
+
+from __future__ import annotations
+
+import os
+import platform
+import re
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "model\t")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = os.cpu_count() or 0
+    return (
+        f"{cpu}, {cores} logical cores, {platform.system()} {platform.release()} "
+        f"({platform.machine()}), Python {sys.version.split()[0]}"
+    )
+
+
+def package_versions(*names: str) -> str:
+    found = []
+    for name in names:
+        try:
+            found.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            continue
+    return ", ".join(found)
+
+
+def section_header(title: str, command: str, versions: str) -> list[str]:
+    return [
+        f"## {title}",
+        "",
+        f"- Measured: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Machine: {machine_description()}",
+        f"- Command: `{command}`",
+        f"- Versions: {versions}",
+        "",
+    ]
+
+
+def write_section(doc: Path, key: str, body: str) -> None:
+    """Replace (or append) the block between `<!-- bench:KEY -->` markers, atomically."""
+    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
+    block = f"{start}\n{body.rstrip()}\n{end}"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(start) + r".*?" + re.escape(end), re.DOTALL)
+    if pattern.search(text):
+        text = pattern.sub(lambda _: block, text)
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    temporary = doc.with_name(f".{doc.name}.tmp")
+    temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+    temporary.replace(doc)

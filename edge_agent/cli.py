@@ -1,0 +1,264 @@
+"""The `edge-agent` command. Thin: it parses, calls the library, prints. Nothing else prints.
+
+User errors (bad config, unreadable files, missing models) end as one line on stderr and a non-zero
+exit status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent.config import Settings, load_settings, settings_as_toml
+from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
+from edge_agent.types import KEYPOINT_NAMES
+
+EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except EdgeAgentError as exc:
+        print(f"edge-agent: {exc}", file=sys.stderr)
+        return EXIT_FAILURES
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        sys.stderr.close()  # output piped into `head`: not an error worth a traceback
+        return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edge-agent", description="On-device face-watchlist agent.")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=os.environ.get("EDGE_AGENT_CONFIG"),
+        help="TOML config file (default: $EDGE_AGENT_CONFIG, else built-in defaults)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    detect = commands.add_parser("detect", help="find faces in images, folders and videos")
+    detect.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    detect.add_argument("--json", action="store_true", help="one JSON object per face")
+    detect.add_argument("--draw", type=Path, metavar="OUTDIR", help="save annotated frames here")
+    detect.add_argument("--every", type=_positive_int, default=1, help="every Nth video frame")
+    detect.add_argument("--model", choices=["short_range", "full_range"])
+    detect.add_argument("--precision", choices=["float32", "fp16", "dyn8", "int8"])
+    detect.add_argument("--tiles", type=_tiles, metavar="COLSxROWS", help="e.g. 2x2")
+    detect.set_defaults(handler=_cmd_detect)
+
+    config = commands.add_parser("config", help="check or print the configuration")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    validate = config_commands.add_parser("validate", help="check a config file")
+    validate.add_argument("file", type=Path)
+    validate.set_defaults(handler=_cmd_config_validate)
+    show = config_commands.add_parser("show", help="print the effective configuration")
+    show.set_defaults(handler=_cmd_config_show)
+
+    models = commands.add_parser("models", help="the bundled models")
+    models_commands = models.add_subparsers(dest="models_command", required=True)
+    verify = models_commands.add_parser("verify", help="check model files against the manifest")
+    verify.set_defaults(handler=_cmd_models_verify)
+
+    bench = commands.add_parser("bench", help="benchmarks; numbers go to docs/benchmarks.md")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    bench_detect = bench_commands.add_parser("detect", help="detector speed and accuracy beside dlib HOG")
+    bench_detect.add_argument("--faces", type=Path, default=_default_faces_dir())
+    bench_detect.add_argument("--threads", type=_int_list, default=[1, 2], metavar="1,2")
+    bench_detect.add_argument("--rounds", type=_positive_int, default=5)
+    bench_detect.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    bench_detect.add_argument("--no-write", action="store_true", help="print only")
+    bench_detect.set_defaults(handler=_cmd_bench_detect)
+
+    demo = commands.add_parser("demo", help="run the bundled demo kit")
+    demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config)
+
+
+def _cmd_detect(args: argparse.Namespace) -> int:
+    from edge_agent.draw import draw_faces, save_jpeg
+    from edge_agent.offline import detect_in_files
+    from edge_agent.vision.detect import FaceDetector
+    from edge_agent.vision.manifest import ModelCatalog
+
+    settings = _settings(args)
+    changes = {
+        key: value
+        for key, value in (
+            ("model", args.model),
+            ("precision", args.precision),
+            ("tiles", args.tiles),
+        )
+        if value is not None
+    }
+    detector_settings = settings.detector.model_copy(update=changes)
+    detector_settings = type(detector_settings).model_validate(detector_settings.model_dump())
+    detector = FaceDetector.from_settings(
+        detector_settings, settings.runtime, ModelCatalog.load(settings.models_dir)
+    )
+    frames = faces = errors = 0
+    for item in detect_in_files(args.paths, detector, args.every):
+        if isinstance(item, MediaError):
+            errors += 1
+            print(f"edge-agent: {item}", file=sys.stderr)
+            continue
+        frames += 1
+        faces += len(item.faces)
+        frame = item.frame
+        for face in item.faces:
+            if args.json:
+                record = {
+                    "file": frame.source_id,
+                    "frame": frame.index,
+                    "time_s": round(frame.offset_s, 3),
+                    "box": [round(v, 1) for v in face.box.as_list()],
+                    "score": round(face.score, 4),
+                    "keypoints": {
+                        name: [round(float(x), 1), round(float(y), 1)]
+                        for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints, strict=True)
+                    },
+                    "model": detector.model_id,
+                }
+                print(json.dumps(record), flush=True)
+            else:
+                box = ", ".join(f"{v:.0f}" for v in face.box.as_list())
+                print(f"{frame.source_id} frame {frame.index}: face [{box}] score {face.score:.2f}")
+        if args.draw and item.faces:
+            name = Path(frame.source_id).stem + f"_frame{frame.index:05d}.jpg"
+            save_jpeg(draw_faces(frame.image, item.faces), args.draw / name)
+    print(
+        f"{frames} frame(s), {faces} face(s), {errors} unreadable file(s) [{detector.model_id}]",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURES if errors else EXIT_OK
+
+
+def _cmd_config_validate(args: argparse.Namespace) -> int:
+    load_settings(args.file)
+    print(f"{args.file}: valid")
+    return EXIT_OK
+
+
+def _cmd_config_show(args: argparse.Namespace) -> int:
+    print(settings_as_toml(_settings(args)), end="")
+    return EXIT_OK
+
+
+def _cmd_models_verify(args: argparse.Namespace) -> int:
+    from edge_agent.vision.manifest import ModelCatalog
+
+    catalog = ModelCatalog.load(_settings(args).models_dir)
+    problems = catalog.verify()
+    for problem in problems:
+        print(f"edge-agent: {problem}", file=sys.stderr)
+    if not problems:
+        print(f"{len(catalog.manifest.files)} model file(s) match {catalog.root / 'manifest.toml'}")
+    return EXIT_FAILURES if problems else EXIT_OK
+
+
+def _cmd_bench_detect(args: argparse.Namespace) -> int:
+    from edge_agent.bench import detect as bench
+    from edge_agent.bench.report import package_versions, section_header, write_section
+    from edge_agent.vision.manifest import ModelCatalog
+
+    catalog = ModelCatalog.load(_settings(args).models_dir)
+    data = bench.labelled_detection_set(args.faces)
+    results = []
+    for case in bench.default_cases(catalog, args.threads):
+        result = bench.run_case(case, catalog, data, args.rounds)
+        print(
+            f"{result.name:48s} threads {result.threads}  {result.ms_per_frame:7.2f} ms/frame  "
+            f"recall {result.counts.recall:.3f}  precision {result.counts.precision:.3f}",
+            flush=True,
+        )
+        results.append(result)
+    baseline = bench.run_dlib_hog(data, args.rounds)
+    if baseline:
+        print(
+            f"{baseline.name:48s} threads 1  {baseline.ms_per_frame:7.2f} ms/frame  "
+            f"recall {baseline.counts.recall:.3f}  precision {baseline.counts.precision:.3f}"
+        )
+    faces = sum(len(labels.boxes) for labels, _ in data)
+    table = bench.format_table(results, baseline, (len(data), faces))
+    command = "edge-agent bench detect " + " ".join(
+        [f"--threads {','.join(map(str, args.threads))}", f"--rounds {args.rounds}"]
+    )
+    versions = package_versions(
+        "ai-edge-litert", "tflite-runtime", "numpy", "opencv-python-headless", "dlib-bin"
+    )
+    body = "\n".join(section_header("Face detection", command, versions)) + table
+    if not args.no_write:
+        write_section(args.output, "detect", body)
+        print(f"written to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from edge_agent.demo import default_kit, run_detection_demo
+    from edge_agent.vision.detect import FaceDetector
+    from edge_agent.vision.manifest import ModelCatalog
+
+    settings = _settings(args)
+    detector = FaceDetector.from_settings(
+        settings.detector, settings.runtime, ModelCatalog.load(settings.models_dir)
+    )
+    kit = args.kit or default_kit()
+    print(f"edge-agent demo: detector {detector.model_id}, kit {kit}")
+    for summary in run_detection_demo(detector, kit, args.out):
+        if summary.frames == 1:
+            print(f"  {summary.file.name}: {summary.faces} face(s)")
+        else:
+            print(
+                f"  {summary.file.name}: {summary.frames} frames, faces in "
+                f"{summary.frames_with_faces}, {summary.faces} detections, "
+                f"detector {summary.fps:.0f} frames/s"
+            )
+        for drawn in summary.drawn:
+            print(f"    drawn: {drawn}")
+    return EXIT_OK
+
+
+def _default_faces_dir() -> Path:
+    return Path(os.environ.get("EDGE_AGENT_TEST_FACES", "../shared/faces"))
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _int_list(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",") if part.strip()]
+
+
+def _tiles(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2:
+        raise argparse.ArgumentTypeError(f"tiles must look like 2x2, got {text!r}")
+    return _positive_int(parts[0]), _positive_int(parts[1])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""One `Settings` object for the whole agent: a TOML file, overridden by `EDGE_AGENT_*` variables.
+
+Nested fields use a double underscore in the environment, e.g. `EDGE_AGENT_DETECTOR__MIN_SCORE=0.6`.
+Every model forbids unknown keys, so a typo is an error that names the key instead of a silent default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from edge_agent.errors import ConfigError
+
+ENV_PREFIX = "EDGE_AGENT_"
+# Variables with the prefix that are not settings: where the config file is, where test photos are.
+NON_SETTING_VARIABLES = frozenset({"EDGE_AGENT_CONFIG", "EDGE_AGENT_TEST_FACES"})
+
+
+class Section(BaseModel):
+    """Base of every config section: strict keys, validated on assignment too."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class RuntimeSettings(Section):
+    backend: Literal["auto", "ai_edge_litert", "tflite_runtime", "tensorflow"] = Field(
+        "auto",
+        description="TFLite interpreter: auto tries ai_edge_litert, then tflite_runtime, "
+        "then tensorflow.lite.",
+    )
+    threads: int = Field(2, ge=1, le=64, description="Interpreter threads per model.")
+
+
+class DetectorSettings(Section):
+    model: Literal["short_range", "full_range"] = Field(
+        "full_range",
+        description="BlazeFace variant: short_range (128 px input, faces within ~2 m) or "
+        "full_range (192 px input, faces up to ~5 m).",
+    )
+    precision: Literal["float32", "fp16", "dyn8", "int8"] = Field(
+        "float32",
+        description="Which build of the model to run; see models/manifest.toml and "
+        "docs/benchmarks.md for the measured trade-off.",
+    )
+    min_score: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detection score.")
+    min_face_px: int = Field(
+        16, ge=1, le=4096, description="Drop faces whose box is narrower than this (pixels)."
+    )
+    nms_iou: float = Field(
+        0.3, gt=0.0, lt=1.0, description="IoU above which detections merge (weighted NMS)."
+    )
+    tiles: tuple[int, int] = Field(
+        (1, 1),
+        description="Columns, rows: split the frame (or ROI) into overlapping tiles and "
+        "detect in each, for small distant faces in wide frames.",
+    )
+    tile_overlap: float = Field(
+        0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour."
+    )
+    full_frame: bool = Field(
+        True, description="With tiles, also run once on the whole frame/ROI (catches big faces)."
+    )
+    roi: tuple[float, float, float, float] | None = Field(
+        None,
+        description="Region of interest as fractions of the frame: x0, y0, x1, y1. "
+        "Only faces inside it are searched.",
+    )
+
+    @model_validator(mode="after")
+    def _check_geometry(self) -> DetectorSettings:
+        cols, rows = self.tiles
+        if not (1 <= cols <= 8 and 1 <= rows <= 8):
+            raise ValueError(f"tiles must be two integers in 1..8, got {list(self.tiles)}")
+        if self.roi is not None:
+            x0, y0, x1, y1 = self.roi
+            if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):
+                raise ValueError(f"roi must be x0 < x1 and y0 < y1 within 0..1, got {list(self.roi)}")
+        return self
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    device_id: str = Field(
+        "edge-1",
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Name of this device in MQTT topics and events.",
+    )
+    models_dir: Path | None = Field(
+        None, description="Folder with manifest.toml and the model files (default: bundled)."
+    )
+    runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
+    detector: DetectorSettings = Field(default_factory=DetectorSettings)
+
+
+def _settings_class_for(path: Path | None) -> type[Settings]:
+    """A `Settings` subclass whose lowest-priority source is the given TOML file."""
+
+    class FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(
+            cls,
+            settings_cls: type[BaseSettings],
+            init_settings: PydanticBaseSettingsSource,
+            env_settings: PydanticBaseSettingsSource,
+            dotenv_settings: PydanticBaseSettingsSource,
+            file_secret_settings: PydanticBaseSettingsSource,
+        ) -> tuple[PydanticBaseSettingsSource, ...]:
+            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            if path is not None:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+            return tuple(sources)
+
+    return FileSettings
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """All problems of a validation error on one line, each naming its dotted field."""
+    parts = []
+    for problem in err.errors():
+        field = ".".join(str(p) for p in problem["loc"]) or "(top level)"
+        message = problem["msg"]
+        if problem["type"] == "extra_forbidden":
+            message = "unknown key"
+        given = problem.get("input")
+        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        parts.append(f"{field}: {message}{shown}")
+    return "; ".join(parts)
+
+
+def check_environment(environ: Mapping[str, str]) -> None:
+    """Refuse `EDGE_AGENT_*` variables that name no setting: a typo must not pass silently."""
+    known = {ENV_PREFIX + name.upper() for name in Settings.model_fields}
+    for variable in sorted(environ):
+        if not variable.upper().startswith(ENV_PREFIX) or variable.upper() in NON_SETTING_VARIABLES:
+            continue
+        top = variable.upper().split("__", 1)[0]
+        if top not in known:
+            raise ConfigError(f"environment variable {variable} names no setting")
+
+
+def load_settings(
+    path: Path | str | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Read settings from `path` (TOML) and the environment; raise `ConfigError` on any problem."""
+    check_environment(os.environ if environ is None else environ)
+    toml_path = Path(path) if path is not None else None
+    where = f" in {toml_path}" if toml_path else ""
+    if toml_path is not None:
+        if not toml_path.is_file():
+            raise ConfigError(f"config file not found: {toml_path}")
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+    try:
+        return _settings_class_for(toml_path)(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(f"invalid config{where}: {describe_validation_error(exc)}") from None
+
+
+def settings_as_toml(settings: Settings) -> str:
+    """The effective settings as TOML text (what `edge-agent config show` prints)."""
+    data = settings.model_dump(mode="json", exclude_none=True)
+    lines: list[str] = []
+    tables: list[tuple[str, dict[str, Any]]] = []
+    for key, value in data.items():
+        if isinstance(value, dict):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value)}")
+    for name, table in tables:
+        lines.append("")
+        lines.append(f"[{name}]")
+        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'

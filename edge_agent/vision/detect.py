@@ -1,0 +1,138 @@
+"""BlazeFace face detection: letterbox → TFLite → SSD decode → weighted NMS → pixel boxes.
+
+One `FaceDetector` per thread: a TFLite interpreter is not safe to share between threads.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import DetectorSettings, RuntimeSettings
+from edge_agent.errors import ModelError
+from edge_agent.types import Box, Face, RGBImage
+from edge_agent.vision.anchors import decode_boxes, generate_anchors, sigmoid_scores
+from edge_agent.vision.letterbox import Letterbox, plan_windows
+from edge_agent.vision.manifest import DetectorSpec, ModelCatalog, ModelFile
+from edge_agent.vision.nms import weighted_nms
+from edge_agent.vision.runtime import (
+    Interpreter,
+    dequantize_output,
+    load_interpreter,
+    quantize_input,
+)
+
+FloatArray = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class RawDetections:
+    """Decoded, thresholded detections of one window, before NMS, in source pixels."""
+
+    boxes: FloatArray
+    keypoints: FloatArray
+    scores: FloatArray
+
+
+class FaceDetector:
+    """Finds faces in RGB frames of any size with a BlazeFace model described by the manifest."""
+
+    def __init__(
+        self,
+        spec: DetectorSpec,
+        model: ModelFile,
+        interpreter: Interpreter,
+        settings: DetectorSettings,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.settings = settings
+        self._interpreter = interpreter
+        self._anchors = generate_anchors(spec.anchors, spec.input_size)
+        self._input, self._regressors, self._classifiers = self._bind_tensors()
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: DetectorSettings,
+        runtime: RuntimeSettings,
+        catalog: ModelCatalog | None = None,
+    ) -> FaceDetector:
+        catalog = catalog or ModelCatalog.load()
+        spec, model = catalog.detector(settings.model, settings.precision)
+        interpreter = load_interpreter(catalog.path_of(model), runtime.threads, runtime.backend)
+        return cls(spec, model, interpreter, settings)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
+
+    def _bind_tensors(self) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+        inputs = self._interpreter.get_input_details()
+        size = self.spec.input_size
+        if len(inputs) != 1 or tuple(inputs[0]["shape"]) != (1, size, size, 3):
+            shapes = [tuple(d["shape"]) for d in inputs]
+            raise ModelError(
+                f"{self.model.file}: expected one input of shape (1, {size}, {size}, 3), got {shapes}"
+            )
+        anchors = len(self._anchors)
+        width = 4 + 2 * self.spec.keypoints
+        by_shape = {tuple(d["shape"]): d for d in self._interpreter.get_output_details()}
+        regressors = by_shape.get((1, anchors, width))
+        classifiers = by_shape.get((1, anchors, 1))
+        if regressors is None or classifiers is None:
+            raise ModelError(
+                f"{self.model.file}: expected outputs (1, {anchors}, {width}) and "
+                f"(1, {anchors}, 1), got {sorted(by_shape)}"
+            )
+        return inputs[0], regressors, classifiers
+
+    def detect(self, image: RGBImage) -> list[Face]:
+        """Faces in `image` (H, W, 3 uint8 RGB), best score first, boxes in its pixels."""
+        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ValueError(
+                f"detect needs an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+            )
+        height, width = image.shape[:2]
+        s = self.settings
+        windows = plan_windows(width, height, s.tiles, s.tile_overlap, s.roi, s.full_frame)
+        parts = [self._detect_window(image, window) for window in windows]
+        boxes = np.concatenate([p.boxes for p in parts])
+        keypoints = np.concatenate([p.keypoints for p in parts])
+        scores = np.concatenate([p.scores for p in parts])
+        boxes, keypoints, scores = weighted_nms(boxes, keypoints, scores, s.nms_iou)
+        faces = []
+        for box, points, score in zip(boxes, keypoints, scores, strict=True):
+            x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
+            x1, y1 = min(float(width), float(box[2])), min(float(height), float(box[3]))
+            if x1 - x0 < s.min_face_px or y1 <= y0:
+                continue
+            faces.append(Face(Box(x0, y0, x1, y1), points.astype(np.float32), float(score)))
+        return faces
+
+    def _detect_window(self, image: RGBImage, window: tuple[int, int, int, int]) -> RawDetections:
+        x0, y0, x1, y1 = window
+        crop = image[y0:y1, x0:x1]
+        letterbox = Letterbox.fit(crop.shape[1], crop.shape[0], self.spec.input_size, (x0, y0))
+        regressors, logits = self._run(letterbox.apply(crop))
+        scores = sigmoid_scores(logits)
+        keep = scores >= self.settings.min_score
+        boxes, keypoints = decode_boxes(regressors[keep], self._anchors[keep], self.spec.input_size)
+        corners = letterbox.to_source(boxes.reshape(-1, 2, 2)).reshape(-1, 4)
+        return RawDetections(corners, letterbox.to_source(keypoints), scores[keep])
+
+    def _run(self, square: RGBImage) -> tuple[FloatArray, FloatArray]:
+        """Model outputs for one letterboxed input: regressors (N, 16) and score logits (N,)."""
+        tensor = (square.astype(np.float32) / 127.5 - 1.0)[None]
+        self._interpreter.set_tensor(int(self._input["index"]), quantize_input(tensor, self._input))
+        self._interpreter.invoke()
+        regressors = dequantize_output(
+            self._interpreter.get_tensor(int(self._regressors["index"])), self._regressors
+        )
+        logits = dequantize_output(
+            self._interpreter.get_tensor(int(self._classifiers["index"])), self._classifiers
+        )
+        return regressors[0], logits[0, :, 0]

