@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--draw", type=Path, metavar="OUTDIR", help="save annotated frames here")
     detect.add_argument("--every", type=_positive_int, default=1, help="every Nth video frame")
     detect.add_argument("--model", choices=["short_range", "full_range"])
-    detect.add_argument("--precision", choices=["float32", "fp16", "dyn8", "int8"])
+    detect.add_argument("--precision", choices=["auto", "float32", "dyn8", "int8"])
     detect.add_argument("--tiles", type=_tiles, metavar="COLSxROWS", help="e.g. 2x2")
     detect.set_defaults(handler=_cmd_detect)
 

@@ -48,10 +48,10 @@ class DetectorSettings(Section):
         description="BlazeFace variant: short_range (128 px input, faces within ~2 m) or "
         "full_range (192 px input, faces up to ~5 m).",
     )
-    precision: Literal["float32", "fp16", "dyn8", "int8"] = Field(
-        "float32",
-        description="Which build of the model to run; see models/manifest.toml and "
-        "docs/benchmarks.md for the measured trade-off.",
+    precision: Literal["auto", "float32", "dyn8", "int8"] = Field(
+        "auto",
+        description="Which build of the model to run. auto takes the manifest's "
+        "default_precision for the model (chosen from measurements in docs/benchmarks.md).",
     )
     min_score: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detection score.")
     min_face_px: int = Field(

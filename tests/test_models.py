@@ -88,3 +88,10 @@ def test_fetch_tool_reproduces_the_float_detectors() -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("(same on disk)") == 2
+
+
+def test_auto_precision_follows_the_manifest(catalog: ModelCatalog) -> None:
+    for name, spec in catalog.manifest.detectors.items():
+        _, entry = catalog.detector(name, "auto")
+        assert entry.precision == spec.default_precision
+    assert catalog.detector("full_range", "auto")[1].id == "blazeface-full-range-int8"

@@ -14,12 +14,16 @@ from pathlib import Path
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith(("model name", "hardware", "model\t")):
-                cpu = line.split(":", 1)[1].strip()
-                break
+        fields = dict(
+            (key.strip().lower(), value.strip())
+            for key, _, value in (
+                line.partition(":") for line in Path("/proc/cpuinfo").read_text().splitlines()
+            )
+        )
     except OSError:
-        pass
+        fields = {}
+    # x86 names the CPU in "model name"; a Raspberry Pi names the board in "Model"
+    cpu = fields.get("model name") or fields.get("model") or fields.get("hardware") or cpu
     cores = os.cpu_count() or 0
     return (
         f"{cpu}, {cores} logical cores, {platform.system()} {platform.release()} "
@@ -45,6 +49,7 @@ def section_header(title: str, command: str, versions: str) -> list[str]:
         f"- Machine: {machine_description()}",
         f"- Command: `{command}`",
         f"- Versions: {versions}",
+        "",
         "",
     ]
 

@@ -50,6 +50,9 @@ class DetectorSpec(_Strict):
     normalisation: Literal["minus_one_to_one"]
     anchors: AnchorSpec
     keypoints: int = Field(6, gt=0)
+    default_precision: Precision = Field(
+        "float32", description="The build `precision = auto` picks, and why is in the manifest."
+    )
     licence: str
     description: str = ""
 
@@ -119,11 +122,13 @@ class ModelCatalog:
             raise ModelError(f"model manifest {path}: {describe_validation_error(exc)}") from None
         return cls(folder, manifest)
 
-    def detector(self, name: str, precision: Precision) -> tuple[DetectorSpec, ModelFile]:
+    def detector(self, name: str, precision: Precision | Literal["auto"]) -> tuple[DetectorSpec, ModelFile]:
         spec = self.manifest.detectors.get(name)
         if spec is None:
             known = ", ".join(sorted(self.manifest.detectors))
             raise ModelError(f"unknown detector {name!r}; the manifest has: {known}")
+        if precision == "auto":
+            precision = spec.default_precision
         for entry in self.manifest.files:
             if entry.detector == name and entry.precision == precision:
                 return spec, entry

@@ -1,0 +1,27 @@
+"""The README's demo runs on the bundled kit and finds the faces in it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tests.clihelp import run_cli
+from tests.conftest import DEMO_KIT
+
+
+def test_demo_kit_is_small_and_documented() -> None:
+    files = [p for p in DEMO_KIT.iterdir() if p.name != "README.md"]
+    assert sum(p.stat().st_size for p in files) <= 3 * 1024 * 1024
+    readme = (DEMO_KIT / "README.md").read_text()
+    assert all(p.name in readme for p in files)
+
+
+def test_demo_finds_faces_in_every_kit_file(tmp_path: Path) -> None:
+    result = run_cli("demo", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert re.search(r"alex_lacamoire\.jpg: 1 face\(s\)", out)
+    assert re.search(r"lin_manuel_miranda\.png: 1 face\(s\)", out)
+    clip = re.search(r"short_hamilton_clip\.mp4: 275 frames, faces in (\d+)", out)
+    assert clip and int(clip.group(1)) > 200, out
+    assert len(list(tmp_path.glob("*.jpg"))) == 3
