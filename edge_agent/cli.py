@@ -7,15 +7,20 @@ exit status, never a traceback.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
 from edge_agent.types import KEYPOINT_NAMES
+
+if TYPE_CHECKING:
+    from edge_agent.bench.detect import BenchResult
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
@@ -43,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config",
         type=Path,
-        default=os.environ.get("EDGE_AGENT_CONFIG"),
+        default=os.environ.get("EDGE_AGENT_CONFIG") or None,
         help="TOML config file (default: $EDGE_AGENT_CONFIG, else built-in defaults)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -98,7 +103,6 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from edge_agent.vision.detect import FaceDetector
     from edge_agent.vision.manifest import ModelCatalog
 
-    settings = _settings(args)
     changes = {
         key: value
         for key, value in (
@@ -108,10 +112,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
         )
         if value is not None
     }
-    detector_settings = settings.detector.model_copy(update=changes)
-    detector_settings = type(detector_settings).model_validate(detector_settings.model_dump())
+    settings = load_settings(args.config, detector=changes)
     detector = FaceDetector.from_settings(
-        detector_settings, settings.runtime, ModelCatalog.load(settings.models_dir)
+        settings.detector, settings.runtime, ModelCatalog.load(settings.models_dir)
     )
     frames = faces = errors = 0
     for item in detect_in_files(args.paths, detector, args.every):
@@ -141,7 +144,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
                 box = ", ".join(f"{v:.0f}" for v in face.box.as_list())
                 print(f"{frame.source_id} frame {frame.index}: face [{box}] score {face.score:.2f}")
         if args.draw and item.faces:
-            name = Path(frame.source_id).stem + f"_frame{frame.index:05d}.jpg"
+            # a short hash of the source path keeps same-named files from different folders apart
+            tag = hashlib.sha1(frame.source_id.encode()).hexdigest()[:6]
+            name = f"{Path(frame.source_id).stem}_{tag}_frame{frame.index:05d}.jpg"
             save_jpeg(draw_faces(frame.image, item.faces), args.draw / name)
     print(
         f"{frames} frame(s), {faces} face(s), {errors} unreadable file(s) [{detector.model_id}]",
@@ -151,7 +156,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
-    load_settings(args.file)
+    load_settings(args.file, use_environment=False)
     print(f"{args.file}: valid")
     return EXIT_OK
 
@@ -183,18 +188,11 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
     results = []
     for case in bench.default_cases(catalog, args.threads):
         result = bench.run_case(case, catalog, data, args.rounds)
-        print(
-            f"{result.name:48s} threads {result.threads}  {result.ms_per_frame:7.2f} ms/frame  "
-            f"recall {result.counts.recall:.3f}  precision {result.counts.precision:.3f}",
-            flush=True,
-        )
+        print(_bench_line(result), flush=True)
         results.append(result)
     baseline = bench.run_dlib_hog(data, args.rounds)
     if baseline:
-        print(
-            f"{baseline.name:48s} threads 1  {baseline.ms_per_frame:7.2f} ms/frame  "
-            f"recall {baseline.counts.recall:.3f}  precision {baseline.counts.precision:.3f}"
-        )
+        print(_bench_line(baseline))
     faces = sum(len(labels.boxes) for labels, _ in data)
     table = bench.format_table(results, baseline, (len(data), faces))
     command = "edge-agent bench detect " + " ".join(
@@ -208,6 +206,13 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
         write_section(args.output, "detect", body)
         print(f"written to {args.output}")
     return EXIT_OK
+
+
+def _bench_line(result: BenchResult) -> str:
+    return (
+        f"{result.name:48s} threads {result.threads}  {result.ms_per_frame:7.2f} ms/frame  "
+        f"recall {result.counts.recall:.3f}  precision {result.counts.precision:.3f}"
+    )
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:

@@ -24,7 +24,7 @@ from edge_agent.errors import ConfigError
 
 ENV_PREFIX = "EDGE_AGENT_"
 # Variables with the prefix that are not settings: where the config file is, where test photos are.
-NON_SETTING_VARIABLES = frozenset({"EDGE_AGENT_CONFIG", "EDGE_AGENT_TEST_FACES"})
+NON_SETTING_VARIABLES = frozenset({"EDGE_AGENT_CONFIG", "EDGE_AGENT_TEST_FACES", "EDGE_AGENT_SLOW"})
 
 
 class Section(BaseModel):
@@ -111,7 +111,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
 
 
-def _settings_class_for(path: Path | None) -> type[Settings]:
+def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settings]:
     """A `Settings` subclass whose lowest-priority source is the given TOML file."""
 
     class FileSettings(Settings):
@@ -124,7 +124,9 @@ def _settings_class_for(path: Path | None) -> type[Settings]:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+            sources: list[PydanticBaseSettingsSource] = [init_settings]
+            if use_environment:
+                sources.append(env_settings)
             if path is not None:
                 sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
             return tuple(sources)
@@ -157,13 +159,13 @@ def check_environment(environ: Mapping[str, str]) -> None:
             raise ConfigError(f"environment variable {variable} names no setting")
 
 
-def load_settings(
-    path: Path | str | None = None,
-    environ: Mapping[str, str] | None = None,
-    **overrides: Any,
-) -> Settings:
-    """Read settings from `path` (TOML) and the environment; raise `ConfigError` on any problem."""
-    check_environment(os.environ if environ is None else environ)
+def load_settings(path: Path | str | None = None, use_environment: bool = True, **overrides: Any) -> Settings:
+    """Read settings from `path` (TOML) and the environment; raise `ConfigError` on any problem.
+
+    `overrides` (e.g. `detector={"tiles": (2, 2)}`) win over both and are merged key by key.
+    """
+    if use_environment:
+        check_environment(os.environ)
     toml_path = Path(path) if path is not None else None
     where = f" in {toml_path}" if toml_path else ""
     if toml_path is not None:
@@ -173,8 +175,10 @@ def load_settings(
             tomllib.loads(toml_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"config file {toml_path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"config file {toml_path} cannot be read: {exc.strerror}") from None
     try:
-        return _settings_class_for(toml_path)(**overrides)
+        return _settings_class_for(toml_path, use_environment)(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid config{where}: {describe_validation_error(exc)}") from None
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_agent.errors import EdgeAgentError
+from edge_agent.files import atomic_write_bytes
 from edge_agent.types import Face, RGBImage
 
 BOX_COLOUR = (0, 220, 0)
@@ -36,11 +38,7 @@ def draw_faces(image: RGBImage, faces: list[Face]) -> RGBImage:
 
 
 def save_jpeg(image: RGBImage, path: Path) -> None:
-    """Write atomically: a reader never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
-        raise OSError(f"could not encode {path} as JPEG")
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_bytes(np.asarray(encoded).tobytes())
-    temporary.replace(path)
+        raise EdgeAgentError(f"could not encode {path} as JPEG")
+    atomic_write_bytes(path, np.asarray(encoded).tobytes())

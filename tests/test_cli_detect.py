@@ -48,7 +48,7 @@ def test_video_frames_carry_their_index_and_time(tmp_path: Path) -> None:
     assert frames and all(f % 25 == 0 for f in frames)
     by_frame = {r["frame"]: r["time_s"] for r in records}
     assert all(abs(by_frame[f] - f / 29.97) < 0.05 for f in frames)
-    assert len(list(tmp_path.glob("short_hamilton_clip_frame*.jpg"))) == len(frames)
+    assert len(list(tmp_path.glob("short_hamilton_clip_*_frame*.jpg"))) == len(frames)
 
 
 def test_bad_files_are_named_and_the_folder_run_goes_on(tmp_path: Path) -> None:
@@ -88,6 +88,28 @@ def test_missing_file_and_bad_arguments() -> None:
     bad = run_cli("detect", "--tiles", "2by2", DEMO_KIT / "alex_lacamoire.jpg")
     assert bad.returncode == 2
     assert "tiles must look like 2x2" in bad.stderr
+    too_many = run_cli("detect", "--tiles", "9x9", DEMO_KIT / "alex_lacamoire.jpg")
+    assert too_many.returncode == 2
+    assert too_many.stderr.count("\n") == 1 and "tiles must be two integers in 1..8" in too_many.stderr
+
+
+def test_draw_into_a_file_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    result = run_cli("detect", "--draw", blocker, DEMO_KIT / "alex_lacamoire.jpg")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "edge-agent: cannot write" in result.stderr
+
+
+def test_same_names_in_two_folders_are_drawn_apart(tmp_path: Path) -> None:
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+        shutil.copy(DEMO_KIT / "alex_lacamoire.jpg", tmp_path / folder / "x.jpg")
+    out = tmp_path / "out"
+    result = run_cli("detect", "--draw", out, tmp_path / "a", tmp_path / "b")
+    assert result.returncode == 0, result.stderr
+    assert len(list(out.glob("x_*_frame00000.jpg"))) == 2
 
 
 def test_model_choice_on_the_command_line() -> None:

@@ -18,12 +18,15 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_file_values_and_environment_override(tmp_path: Path) -> None:
+def test_file_values_and_overrides_merge(tmp_path: Path) -> None:
     path = write(tmp_path, 'device_id = "door-2"\n[detector]\nmin_score = 0.4\ntiles = [2, 2]\n')
-    settings = load_settings(path, environ={"EDGE_AGENT_DETECTOR__MIN_SCORE": "0.7"})
+    settings = load_settings(path, detector={"model": "short_range"})
     assert settings.device_id == "door-2"
     assert settings.detector.tiles == (2, 2)
-    assert settings.detector.min_score == 0.4  # environ= only checks names; values come from os
+    assert settings.detector.min_score == 0.4
+    assert settings.detector.model == "short_range"
+    with pytest.raises(ConfigError, match=r"detector: Value error, tiles must be two integers"):
+        load_settings(path, detector={"tiles": (9, 9)})
 
 
 def test_environment_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,10 +52,13 @@ def test_bad_values_name_the_field(tmp_path: Path, text: str, message: str) -> N
         load_settings(write(tmp_path, text))
 
 
-def test_unknown_environment_variable_is_refused() -> None:
+def test_unknown_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EDGE_AGENT_TEST_FACES", "/tmp")
+    monkeypatch.setenv("EDGE_AGENT_SLOW", "1")
+    load_settings()
+    monkeypatch.setenv("EDGE_AGENT_DETECTR__MIN_SCORE", "0.5")
     with pytest.raises(ConfigError, match="EDGE_AGENT_DETECTR__MIN_SCORE names no setting"):
-        load_settings(environ={"EDGE_AGENT_DETECTR__MIN_SCORE": "0.5"})
-    load_settings(environ={"EDGE_AGENT_TEST_FACES": "/tmp", "EDGE_AGENT_CONFIG": "x"})
+        load_settings()
 
 
 def test_cli_validate_good_and_bad(tmp_path: Path) -> None:
@@ -66,6 +72,9 @@ def test_cli_validate_good_and_bad(tmp_path: Path) -> None:
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "detector.min_score" in lines[0] and str(bad) in lines[0]
+    # the file alone is judged: a good value in the environment does not hide a bad one in the file
+    env = {**os.environ, "EDGE_AGENT_DETECTOR__MIN_SCORE": "0.5"}
+    assert run_cli("config", "validate", bad, env=env).returncode == 2
     missing = run_cli("config", "validate", tmp_path / "nope.toml")
     assert missing.returncode == 2 and "config file not found" in missing.stderr
 

@@ -46,6 +46,22 @@ def test_tiles_overlap_and_cover() -> None:
     assert len(plan_windows(1000, 500, tiles=(3, 1), full_frame=False)) == 3
 
 
+@pytest.mark.parametrize(
+    ("size", "tiles", "roi"),
+    [
+        ((3, 3), (8, 8), None),
+        ((100, 50), (1, 1), (0.999, 0.0, 1.0, 1.0)),
+        ((1, 1), (8, 8), (0.5, 0.5, 0.6, 0.6)),
+    ],
+)
+def test_windows_stay_inside_tiny_pictures(
+    size: tuple[int, int], tiles: tuple[int, int], roi: tuple[float, float, float, float] | None
+) -> None:
+    width, height = size
+    for x0, y0, x1, y1 in plan_windows(width, height, tiles=tiles, roi=roi):
+        assert 0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height
+
+
 def test_empty_picture_is_refused() -> None:
     with pytest.raises(ValueError, match="empty"):
         Letterbox.fit(0, 10, 128)

@@ -53,6 +53,10 @@ def test_loader_errors(tmp_path: Path, catalog: ModelCatalog) -> None:
 def test_missing_precision_is_a_clear_error(catalog: ModelCatalog) -> None:
     with pytest.raises(ModelError, match="unknown detector 'long_range'"):
         catalog.detector("long_range", "float32")
+    with pytest.raises(
+        ModelError, match=r"no fp16 build of detector 'short_range'.*available: dyn8, float32, int8"
+    ):
+        catalog.detector("short_range", "fp16")
 
 
 def test_bad_models_dir_is_one_line(tmp_path: Path) -> None:
@@ -66,13 +70,14 @@ def test_bad_models_dir_is_one_line(tmp_path: Path) -> None:
 def test_runtime_never_imports_tensorflow_or_torch() -> None:
     code = (
         "import sys; from edge_agent.cli import main; "
-        "main(['detect', 'tests/data/demo/alex_lacamoire.jpg']); "
+        "code = main(['detect', 'tests/data/demo/alex_lacamoire.jpg']); print('EXIT', code); "
         "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch')); "
         "print('HEAVY', heavy)"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
     )
+    assert "EXIT 0" in result.stdout
     assert "HEAVY []" in result.stdout
 
 

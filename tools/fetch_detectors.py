@@ -87,7 +87,9 @@ def main() -> int:
             on_disk = target.read_bytes() if target.exists() else b""
             same = sha256(on_disk) == entry["sha256"]
             if not args.check and not same:
-                target.write_bytes(content)
+                temporary = target.with_name(f".{target.name}.tmp")
+                temporary.write_bytes(content)
+                temporary.replace(target)
             state = "same" if same else ("differs" if args.check else "written")
             print(f"ok   {entry['file']} sha256 {entry['sha256']} ({state} on disk)")
             failures += int(args.check and not same)

@@ -10,6 +10,8 @@ from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
+from edge_agent.files import atomic_write_bytes
+
 
 def machine_description() -> str:
     cpu = platform.processor() or platform.machine()
@@ -64,7 +66,4 @@ def write_section(doc: Path, key: str, body: str) -> None:
         text = pattern.sub(lambda _: block, text)
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
-    doc.parent.mkdir(parents=True, exist_ok=True)
-    temporary = doc.with_name(f".{doc.name}.tmp")
-    temporary.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
-    temporary.replace(doc)
+    atomic_write_bytes(doc, (text if text.endswith("\n") else text + "\n").encode("utf-8"))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -54,14 +53,6 @@ def file_time(path: Path) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
 
-@dataclass(frozen=True)
-class VideoInfo:
-    fps: float
-    frame_count: int
-    width: int
-    height: int
-
-
 def read_frames(path: Path, every: int = 1) -> Iterator[Frame]:
     """Frames of an image (one) or a video (every `every`-th), with capture times and indices."""
     if every < 1:
@@ -71,11 +62,12 @@ def read_frames(path: Path, every: int = 1) -> Iterator[Frame]:
     elif _suffix(path) in VIDEO_SUFFIXES:
         yield from _video_frames(path, every)
     else:
-        data = _read_bytes(path)
-        if cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) is not None:
-            yield Frame(read_image(path), source_id=str(path), index=0, captured_at=file_time(path))
-        else:
+        try:
+            image = read_image(path)
+        except MediaError:
             yield from _video_frames(path, every)
+            return
+        yield Frame(image, source_id=str(path), index=0, captured_at=file_time(path))
 
 
 def _video_frames(path: Path, every: int) -> Iterator[Frame]:
@@ -110,21 +102,6 @@ def _video_frames(path: Path, every: int) -> Iterator[Frame]:
         capture.release()
     if decoded == 0:
         raise MediaError(f"{path}: no frame could be decoded (corrupt, truncated or not a video)")
-
-
-def video_info(path: Path) -> VideoInfo:
-    capture = cv2.VideoCapture(str(path))
-    try:
-        if not capture.isOpened():
-            raise MediaError(f"{path}: not a readable video")
-        return VideoInfo(
-            fps=float(capture.get(cv2.CAP_PROP_FPS)),
-            frame_count=int(capture.get(cv2.CAP_PROP_FRAME_COUNT)),
-            width=int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)),
-            height=int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-        )
-    finally:
-        capture.release()
 
 
 def _suffix(path: Path) -> str:

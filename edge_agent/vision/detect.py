@@ -5,6 +5,7 @@ One `FaceDetector` per thread: a TFLite interpreter is not safe to share between
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +27,11 @@ from edge_agent.vision.runtime import (
 )
 
 FloatArray = npt.NDArray[np.float32]
+
+# How each manifest `normalisation` turns RGB uint8 pixels into the model's input values.
+NORMALISERS: dict[str, Callable[[RGBImage], FloatArray]] = {
+    "minus_one_to_one": lambda pixels: pixels.astype(np.float32) / 127.5 - 1.0,
+}
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ class FaceDetector:
 
     def _run(self, square: RGBImage) -> tuple[FloatArray, FloatArray]:
         """Model outputs for one letterboxed input: regressors (N, 16) and score logits (N,)."""
-        tensor = (square.astype(np.float32) / 127.5 - 1.0)[None]
+        tensor = NORMALISERS[self.spec.normalisation](square)[None]
         self._interpreter.set_tensor(int(self._input["index"]), quantize_input(tensor, self._input))
         self._interpreter.invoke()
         regressors = dequantize_output(

@@ -69,8 +69,9 @@ def plan_windows(
     for faces larger than a tile.
     """
     rx0, ry0, rx1, ry1 = (0.0, 0.0, 1.0, 1.0) if roi is None else roi
-    left, top = round(rx0 * width), round(ry0 * height)
-    right, bottom = max(left + 1, round(rx1 * width)), max(top + 1, round(ry1 * height))
+    left, top = min(round(rx0 * width), width - 1), min(round(ry0 * height), height - 1)
+    right = min(width, max(left + 1, round(rx1 * width)))
+    bottom = min(height, max(top + 1, round(ry1 * height)))
     cols, rows = tiles
     if cols == 1 and rows == 1:
         return [(left, top, right, bottom)]
@@ -87,7 +88,7 @@ def _tile_axis(start: int, stop: int, count: int, overlap: float) -> list[tuple[
     step = tile * (1.0 - overlap)
     spans = []
     for i in range(count):
-        a = start + round(i * step)
+        a = min(start + round(i * step), stop - 1)
         b = stop if i == count - 1 else min(stop, start + round(i * step + tile))
         spans.append((a, max(a + 1, b)))
     return spans

@@ -116,8 +116,10 @@ class ModelCatalog:
             raise ModelError(f"model manifest not found: {path}")
         try:
             manifest = Manifest.model_validate(tomllib.loads(path.read_text(encoding="utf-8")))
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ModelError(f"model manifest {path} is not valid TOML: {exc}") from None
+        except OSError as exc:
+            raise ModelError(f"model manifest {path} cannot be read: {exc.strerror}") from None
         except ValidationError as exc:
             raise ModelError(f"model manifest {path}: {describe_validation_error(exc)}") from None
         return cls(folder, manifest)
