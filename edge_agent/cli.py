@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent.cli_faces import add_face_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
 from edge_agent.types import KEYPOINT_NAMES
@@ -85,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench_detect.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     bench_detect.add_argument("--no-write", action="store_true", help="print only")
     bench_detect.set_defaults(handler=_cmd_bench_detect)
+
+    add_face_commands(commands)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")

@@ -6,13 +6,14 @@ Every model forbids unknown keys, so a typo is an error that names the key inste
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -89,6 +90,56 @@ class DetectorSettings(Section):
         return self
 
 
+CALIBRATED_FMRS = (1e-2, 1e-3, 1e-4, 1e-5)
+
+
+def _calibrated_fmr(value: float) -> float:
+    for known in CALIBRATED_FMRS:
+        if math.isclose(value, known, rel_tol=1e-9):
+            return known
+    raise ValueError("must be one of the calibrated false-match rates 1e-2, 1e-3, 1e-4, 1e-5")
+
+
+TargetFmr = Annotated[float, AfterValidator(_calibrated_fmr)]
+
+
+class EmbedderSettings(Section):
+    model: Literal["dlib_resnet_v1"] = Field(
+        "dlib_resnet_v1", description="Face descriptor network (dlib's ResNet rebuilt as TFLite)."
+    )
+    precision: Literal["auto", "float32", "dyn8", "int8"] = Field(
+        "auto",
+        description="Which build: float32 (dlib's numbers to 1e-5), dyn8 (int8 weights), int8 (int8 "
+        "weights and activations, fastest on Arm). auto takes the manifest's default_precision.",
+    )
+    target_fmr: TargetFmr = Field(
+        1e-4,
+        description="False-match rate the match threshold is calibrated for (one of 1e-2, 1e-3, 1e-4, "
+        "1e-5; thresholds per build are in models/manifest.toml, measured on lfw-devtrain).",
+    )
+
+
+class QualitySettings(Section):
+    """Gates the live pipeline applies before a face may be searched (see edge_agent/vision/quality.py)."""
+
+    min_face_px: int = Field(40, ge=1, le=4096, description="Minimum face box width in source pixels.")
+    min_sharpness: float = Field(
+        0.0, ge=0.0, description="Minimum variance of the Laplacian of the aligned grey chip."
+    )
+    max_yaw_deg: float = Field(45.0, gt=0.0, le=90.0, description="Largest estimated head turn (degrees).")
+    max_roll_deg: float = Field(45.0, gt=0.0, le=180.0, description="Largest in-plane head tilt (degrees).")
+    min_brightness: float = Field(30.0, ge=0.0, le=255.0, description="Minimum mean grey level of the chip.")
+    max_brightness: float = Field(230.0, ge=0.0, le=255.0, description="Maximum mean grey level of the chip.")
+
+    @model_validator(mode="after")
+    def _brightness_range(self) -> QualitySettings:
+        if self.min_brightness >= self.max_brightness:
+            raise ValueError(
+                f"min_brightness ({self.min_brightness}) must be below max_brightness ({self.max_brightness})"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -109,6 +160,8 @@ class Settings(BaseSettings):
     )
     runtime: RuntimeSettings = Field(default_factory=RuntimeSettings)
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
 
 
 def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settings]:

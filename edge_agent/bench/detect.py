@@ -81,6 +81,8 @@ def time_per_frame(detect: Callable[[RGBImage], object], images: Sequence[RGBIma
 def default_cases(catalog: ModelCatalog, threads: Sequence[int]) -> Iterator[BenchCase]:
     """Every detector build whole-frame, and the short-range ones on 2x2 tiles (the small-face mode)."""
     for entry in catalog.manifest.files:
+        if entry.detector is None or entry.precision == "fp16":
+            continue
         tilings = [(1, 1), (2, 2)] if entry.detector == "short_range" else [(1, 1)]
         for tiles in tilings:
             for count in threads:

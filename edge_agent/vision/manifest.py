@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -18,6 +19,7 @@ from edge_agent.errors import ModelError
 
 MANIFEST_NAME = "manifest.toml"
 Precision = Literal["float32", "fp16", "dyn8", "int8"]
+SpecT = TypeVar("SpecT")
 
 
 class _Strict(BaseModel):
@@ -57,27 +59,116 @@ class DetectorSpec(_Strict):
     description: str = ""
 
 
+class EmbedderSpec(_Strict):
+    """A face-descriptor network fed aligned square chips (see `edge_agent.vision.align`)."""
+
+    input_size: int = Field(gt=0)
+    chip_padding: float = Field(ge=0.0, description="dlib get_face_chip padding the network was trained on.")
+    input: Literal["rgb_0_255"] = Field(description="What the model's input tensor holds.")
+    dimensions: int = Field(gt=0)
+    metric: Literal["euclidean"]
+    default_precision: Precision = "float32"
+    licence: str
+    description: str = ""
+
+
+class LandmarksSpec(_Strict):
+    """A landmark model that refines the detector's keypoints for alignment."""
+
+    points: int = Field(gt=0)
+    licence: str
+    description: str = ""
+
+
+class FmrThreshold(_Strict):
+    """The distance threshold that gives a target false-match rate, with the evidence behind it.
+
+    A pair matches when its distance is < `threshold` (strictly, as in dlib's `< 0.6`).
+    `fmr_upper_95` is the one-sided 95% Clopper-Pearson upper bound on the true false-match rate at
+    that threshold; `resolved` says whether enough impostor pairs were seen (at least 3 / target)
+    for the target to mean much.
+    """
+
+    target_fmr: float = Field(gt=0.0, lt=1.0)
+    threshold: float = Field(gt=0.0)
+    impostor_pairs: int = Field(gt=0)
+    false_matches: int = Field(ge=0)
+    fmr_upper_95: float = Field(ge=0.0, le=1.0)
+    resolved: bool
+    genuine_pairs: int = Field(gt=0)
+    true_match_rate: float = Field(ge=0.0, le=1.0)
+
+
+class Calibration(_Strict):
+    dataset: str
+    pipeline: str
+    command: str
+    thresholds: tuple[FmrThreshold, ...]
+
+    def for_target(self, target_fmr: float) -> FmrThreshold:
+        for entry in self.thresholds:
+            if abs(entry.target_fmr - target_fmr) <= 1e-12 * max(1.0, target_fmr):
+                return entry
+        known = ", ".join(f"{t.target_fmr:g}" for t in self.thresholds)
+        raise ModelError(f"no calibrated threshold for false-match rate {target_fmr:g} (calibrated: {known})")
+
+
+Role = Literal["detector", "embedder", "landmarks"]
+
+
 class ModelFile(_Strict):
     id: str
-    detector: str
-    precision: Precision
+    detector: str | None = None
+    embedder: str | None = None
+    landmarks: str | None = None
+    precision: Precision = "float32"
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     bytes: int = Field(gt=0)
     origin: Origin
     recipe: str = Field("", description="How the file was made from its origin, if it was.")
 
+    @model_validator(mode="after")
+    def _one_role(self) -> ModelFile:
+        if sum(name is not None for name in (self.detector, self.embedder, self.landmarks)) != 1:
+            raise ValueError(f"file {self.file} must name exactly one of detector, embedder, landmarks")
+        return self
+
+    @property
+    def role(self) -> tuple[Role, str]:
+        if self.detector is not None:
+            return "detector", self.detector
+        if self.embedder is not None:
+            return "embedder", self.embedder
+        assert self.landmarks is not None
+        return "landmarks", self.landmarks
+
 
 class Manifest(_Strict):
     schema_version: Literal[1] = 1
     detectors: dict[str, DetectorSpec]
+    embedders: dict[str, EmbedderSpec] = Field(default_factory=dict)
+    landmarks: dict[str, LandmarksSpec] = Field(default_factory=dict)
     files: list[ModelFile]
+    calibration: dict[str, Calibration] = Field(
+        default_factory=dict, description="Match thresholds per embedder file id (tools/calibrate.py)."
+    )
 
     @model_validator(mode="after")
-    def _files_name_known_detectors(self) -> Manifest:
+    def _files_name_known_models(self) -> Manifest:
         for entry in self.files:
-            if entry.detector not in self.detectors:
-                raise ValueError(f"file {entry.file} names unknown detector {entry.detector!r}")
+            role, name = entry.role
+            names: dict[Role, set[str]] = {
+                "detector": set(self.detectors),
+                "embedder": set(self.embedders),
+                "landmarks": set(self.landmarks),
+            }
+            if name not in names[role]:
+                raise ValueError(f"file {entry.file} names unknown {role} {name!r}")
+        ids = {entry.id for entry in self.files}
+        for file_id in self.calibration:
+            if file_id not in ids:
+                raise ValueError(f"calibration for unknown file id {file_id!r}")
         return self
 
 
@@ -125,18 +216,44 @@ class ModelCatalog:
         return cls(folder, manifest)
 
     def detector(self, name: str, precision: Precision | Literal["auto"]) -> tuple[DetectorSpec, ModelFile]:
-        spec = self.manifest.detectors.get(name)
-        if spec is None:
-            known = ", ".join(sorted(self.manifest.detectors))
-            raise ModelError(f"unknown detector {name!r}; the manifest has: {known}")
-        if precision == "auto":
-            precision = spec.default_precision
+        spec = self._spec("detector", self.manifest.detectors, name)
+        return spec, self._build(
+            "detector", name, spec.default_precision if precision == "auto" else precision
+        )
+
+    def embedder(self, name: str, precision: Precision | Literal["auto"]) -> tuple[EmbedderSpec, ModelFile]:
+        spec = self._spec("embedder", self.manifest.embedders, name)
+        return spec, self._build(
+            "embedder", name, spec.default_precision if precision == "auto" else precision
+        )
+
+    def file_by_id(self, file_id: str) -> ModelFile:
         for entry in self.manifest.files:
-            if entry.detector == name and entry.precision == precision:
-                return spec, entry
-        have = sorted(e.precision for e in self.manifest.files if e.detector == name)
+            if entry.id == file_id:
+                return entry
+        raise ModelError(f"no file with id {file_id!r} in {self.root / MANIFEST_NAME}")
+
+    def calibration_for(self, entry: ModelFile) -> Calibration:
+        calibration = self.manifest.calibration.get(entry.id)
+        if calibration is None:
+            raise ModelError(f"{entry.file} has no calibration in the manifest; run tools/calibrate.py")
+        return calibration
+
+    def _spec(self, role: Role, specs: Mapping[str, SpecT], name: str) -> SpecT:
+        spec = specs.get(name)
+        if spec is None:
+            known = ", ".join(sorted(specs)) or "none"
+            raise ModelError(f"unknown {role} {name!r}; the manifest has: {known}")
+        return spec
+
+    def _build(self, role: Role, name: str, precision: Precision) -> ModelFile:
+        candidates = [e for e in self.manifest.files if e.role == (role, name)]
+        for entry in candidates:
+            if entry.precision == precision:
+                return entry
+        have = sorted(e.precision for e in candidates)
         raise ModelError(
-            f"no {precision} build of detector {name!r} in {self.root / MANIFEST_NAME} "
+            f"no {precision} build of {role} {name!r} in {self.root / MANIFEST_NAME} "
             f"(available: {', '.join(have) or 'none'})"
         )
 

@@ -1,0 +1,82 @@
+"""dlib's own face-recognition pipeline, the reference every accuracy claim is measured against.
+
+HOG detector (upsample 1) → `shape_predictor_5_face_landmarks` → `get_face_chip(size 150, padding 0.25)`
+→ `dlib_face_recognition_resnet_model_v1`. Needs `dlib-bin` and `face_recognition_models` (the `dev` and
+`tools` extras); the agent itself never imports dlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.types import RGBImage
+
+CHIP_SIZE = 150
+CHIP_PADDING = 0.25
+Pick = Literal["centre", "largest"]
+
+
+@dataclass(frozen=True)
+class DlibFace:
+    rect: tuple[int, int, int, int]  # left, top, right, bottom (dlib's inclusive corners)
+    landmarks: npt.NDArray[np.float64]  # (5, 2)
+    chip: RGBImage
+
+
+def pick_face(rects: Sequence[tuple[float, float, float, float]], width: int, height: int, pick: Pick) -> int:
+    """Index of the face to use: nearest the image centre (LFW's rule) or the largest."""
+    if pick == "largest":
+        return max(range(len(rects)), key=lambda i: (rects[i][2] - rects[i][0]) * (rects[i][3] - rects[i][1]))
+
+    def centre_distance(i: int) -> float:
+        left, top, right, bottom = rects[i]
+        return ((left + right) / 2 - width / 2) ** 2 + ((top + bottom) / 2 - height / 2) ** 2
+
+    return min(range(len(rects)), key=centre_distance)
+
+
+class DlibPipeline:
+    name = "dlib reference (HOG + 5-point landmarks + ResNet)"
+
+    def __init__(self, upsample: int = 1) -> None:
+        try:
+            import dlib
+            import face_recognition_models as frm
+        except ImportError as exc:
+            raise EdgeAgentError(
+                f"the dlib reference needs dlib-bin and face_recognition_models ({exc.name} is missing): "
+                "pip install -e '.[dev]'"
+            ) from None
+        self._dlib: Any = dlib
+        self._upsample = upsample
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
+        self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+
+    def faces(self, image: RGBImage) -> list[DlibFace]:
+        found = []
+        for rect in self._detector(image, self._upsample):
+            shape = self._predictor(image, rect)
+            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+            chip = np.asarray(self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING), dtype=np.uint8)
+            found.append(DlibFace((rect.left(), rect.top(), rect.right(), rect.bottom()), points, chip))
+        return found
+
+    def face(self, image: RGBImage, pick: Pick = "centre") -> DlibFace | None:
+        found = self.faces(image)
+        if not found:
+            return None
+        return found[pick_face([f.rect for f in found], image.shape[1], image.shape[0], pick)]
+
+    def describe_chip(self, chip: RGBImage) -> npt.NDArray[np.float32]:
+        return np.asarray(self._net.compute_face_descriptor(chip), dtype=np.float32)
+
+    def describe(self, image: RGBImage, pick: Pick = "centre") -> npt.NDArray[np.float32] | None:
+        face = self.face(image, pick)
+        return None if face is None else self.describe_chip(face.chip)

@@ -1,0 +1,106 @@
+"""Face descriptors: an aligned 150x150 RGB chip → dlib's 128-d ResNet descriptor, run with LiteRT.
+
+The TFLite files are dlib's network rebuilt by `tools/build_models.py` (parity with dlib is tested), so
+distances mean what they mean for dlib: Euclidean, and the thresholds come from the manifest's
+calibration for the build in use, never from a hard-coded 0.6.
+
+One `FaceEmbedder` per thread: a TFLite interpreter is not safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import EmbedderSettings, RuntimeSettings
+from edge_agent.errors import EdgeAgentError, ModelError
+from edge_agent.vision.manifest import EmbedderSpec, FmrThreshold, ModelCatalog, ModelFile
+from edge_agent.vision.runtime import Interpreter, load_interpreter
+
+Descriptor = npt.NDArray[np.float32]
+
+
+class FaceEmbedder:
+    """Turns aligned chips into descriptors and answers same/different at a calibrated FMR."""
+
+    def __init__(
+        self,
+        spec: EmbedderSpec,
+        model: ModelFile,
+        interpreter: Interpreter,
+        operating_point: FmrThreshold | None,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self._interpreter = interpreter
+        self._operating_point = operating_point
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelError(f"{model.file}: expected one input and one output tensor")
+        self._input, self._output = inputs[0], outputs[0]
+        expected_in = [1, spec.input_size, spec.input_size, 3]
+        if list(self._input["shape"]) != expected_in or list(self._output["shape"]) != [1, spec.dimensions]:
+            raise ModelError(
+                f"{model.file}: tensors {list(self._input['shape'])} → {list(self._output['shape'])} do not "
+                f"match the manifest ({expected_in} → [1, {spec.dimensions}])"
+            )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: EmbedderSettings,
+        runtime: RuntimeSettings,
+        catalog: ModelCatalog,
+        calibrated: bool = True,
+    ) -> FaceEmbedder:
+        """The configured build; `calibrated=False` only for the calibration tool (no threshold yet)."""
+        _, model = catalog.embedder(settings.model, settings.precision)
+        return cls.for_file(catalog, model, runtime, settings.target_fmr if calibrated else None)
+
+    @classmethod
+    def for_file(
+        cls, catalog: ModelCatalog, model: ModelFile, runtime: RuntimeSettings, target_fmr: float | None
+    ) -> FaceEmbedder:
+        if model.embedder is None:
+            raise ModelError(f"{model.file} is not an embedder")
+        spec = catalog.manifest.embedders[model.embedder]
+        point = None if target_fmr is None else catalog.calibration_for(model).for_target(target_fmr)
+        interpreter = load_interpreter(catalog.path_of(model), runtime.threads, runtime.backend)
+        return cls(spec, model, interpreter, point)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.id
+
+    @property
+    def operating_point(self) -> FmrThreshold:
+        if self._operating_point is None:
+            raise ModelError(f"{self.model.file} was loaded without a calibrated threshold")
+        return self._operating_point
+
+    @property
+    def threshold(self) -> float:
+        """Distances below this are a match at the configured false-match rate."""
+        return self.operating_point.threshold
+
+    def embed(self, chip: npt.NDArray[np.uint8]) -> Descriptor:
+        size = self.spec.input_size
+        if chip.shape != (size, size, 3) or chip.dtype != np.uint8:
+            raise EdgeAgentError(
+                f"a face chip must be {size}x{size}x3 uint8 RGB, got {chip.shape} {chip.dtype}"
+            )
+        self._interpreter.set_tensor(self._input["index"], chip[None].astype(np.float32))
+        self._interpreter.invoke()
+        descriptor: Descriptor = self._interpreter.get_tensor(self._output["index"])[0].copy()
+        return descriptor
+
+    def is_match(self, distance: float) -> bool:
+        return distance < self.threshold
+
+
+def distance(a: Descriptor, b: Descriptor) -> float:
+    """Euclidean distance between two descriptors (dlib's metric)."""
+    if a.shape != b.shape or a.ndim != 1:
+        raise EdgeAgentError(f"descriptors must be 1-d of the same length, got {a.shape} and {b.shape}")
+    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))

@@ -1,0 +1,112 @@
+"""The project's face pipeline: BlazeFace → landmarks → dlib-style chip → quality → TFLite descriptor.
+
+Every stage is configured from `Settings` and the model manifest; nothing here is stored or sent: the
+caller decides what (if anything) leaves the device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from edge_agent.config import QualitySettings, Settings
+from edge_agent.evaluation.dlib_reference import pick_face
+from edge_agent.types import Face, RGBImage
+from edge_agent.vision.align import AlignmentModel, chip_transform, extract_chip
+from edge_agent.vision.detect import FaceDetector
+from edge_agent.vision.embed import Descriptor, FaceEmbedder
+from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.quality import FaceQuality, assess
+from edge_agent.vision.shape_predictor import ShapePredictor
+
+LANDMARKS_FILE_ID = "dlib-5pt-landmarks"
+ALIGNMENT_FILE_ID = "blazeface-to-dlib-alignment"
+Pick = Literal["centre", "largest"]
+
+
+@dataclass(frozen=True)
+class DescribedFace:
+    face: Face
+    landmarks: npt.NDArray[np.float64] | None  # dlib's 5 points when that route is used
+    chip: RGBImage
+    quality: FaceQuality
+    descriptor: Descriptor
+
+
+class Aligner:
+    """Detector keypoints → 150x150 chip, with or without dlib's 5-point landmark model."""
+
+    def __init__(self, alignment: AlignmentModel, predictor: ShapePredictor | None, size: int) -> None:
+        self.alignment = alignment
+        self.predictor = predictor
+        self.size = size
+
+    @classmethod
+    def from_catalog(cls, catalog: ModelCatalog, size: int, use_landmarks: bool = True) -> Aligner:
+        """The bundled alignment; `use_landmarks=False` is the keypoint-only route, kept for evaluation
+        (the manifest's thresholds are calibrated with the landmark route)."""
+        alignment = AlignmentModel.load(catalog.path_of(catalog.file_by_id(ALIGNMENT_FILE_ID)))
+        predictor = None
+        if use_landmarks:
+            predictor = ShapePredictor.load_npz(catalog.path_of(catalog.file_by_id(LANDMARKS_FILE_ID)))
+        return cls(alignment, predictor, size)
+
+    def align(self, image: RGBImage, face: Face) -> tuple[RGBImage, npt.NDArray[np.float64] | None]:
+        if self.predictor is None:
+            return extract_chip(image, self.alignment.keypoint_transform(face), self.size), None
+        points = self.predictor.predict(image, self.alignment.landmark_rect(face))
+        return extract_chip(image, chip_transform(points), self.size), points
+
+
+class FacePipeline:
+    def __init__(
+        self, detector: FaceDetector, aligner: Aligner, embedder: FaceEmbedder, quality: QualitySettings
+    ) -> None:
+        self.detector = detector
+        self.aligner = aligner
+        self.embedder = embedder
+        self.quality = quality
+        self.name = f"edge-agent ({detector.model_id} + {aligner_name(aligner)} + {embedder.model_id})"
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        catalog: ModelCatalog | None = None,
+        *,
+        calibrated: bool = True,
+        use_landmarks: bool = True,
+    ) -> FacePipeline:
+        catalog = catalog or ModelCatalog.load(settings.models_dir)
+        detector = FaceDetector.from_settings(settings.detector, settings.runtime, catalog)
+        embedder = FaceEmbedder.from_settings(settings.embedder, settings.runtime, catalog, calibrated)
+        aligner = Aligner.from_catalog(catalog, embedder.spec.input_size, use_landmarks)
+        return cls(detector, aligner, embedder, settings.quality)
+
+    def describe_face(self, image: RGBImage, face: Face) -> DescribedFace:
+        chip, landmarks = self.aligner.align(image, face)
+        return DescribedFace(face, landmarks, chip, assess(face, chip), self.embedder.embed(chip))
+
+    def describe_all(self, image: RGBImage) -> list[DescribedFace]:
+        return [self.describe_face(image, face) for face in self.detector.detect(image)]
+
+    def describe_one(self, image: RGBImage, pick: Pick = "largest") -> tuple[DescribedFace | None, int]:
+        """The chosen face (largest, or nearest the centre) and how many faces were found."""
+        faces = self.detector.detect(image)
+        if not faces:
+            return None, 0
+        rects = [(f.box.x0, f.box.y0, f.box.x1, f.box.y1) for f in faces]
+        chosen = faces[pick_face(rects, image.shape[1], image.shape[0], pick)]
+        return self.describe_face(image, chosen), len(faces)
+
+    def describe(self, image: RGBImage) -> Descriptor | None:
+        """The descriptor of the face nearest the centre (the evaluation protocol), or None."""
+        described, _ = self.describe_one(image, "centre")
+        return None if described is None else described.descriptor
+
+
+def aligner_name(aligner: Aligner) -> str:
+    return "dlib 5-point landmarks" if aligner.predictor is not None else "keypoint template"

@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Match thresholds per target false-match rate, for every embedder build, from lfw-devtrain.
+
+Procedure (the numbers land in `models/manifest.toml` under `[calibration."<file id>"]`):
+
+1. Every photo of `lfw-devtrain/pairs.csv` (3,443 photos of 2,132 people) goes through the project
+   pipeline exactly as the agent runs it: BlazeFace (configured detector) → dlib 5-point landmarks →
+   dlib-style 150x150 chip; the face nearest the image centre is the labelled person (LFW's rule).
+   Photos with no face are counted and left out.
+2. Each embedder build describes the same chips.
+3. Impostor distances: every pair of photos of different people (about 5.9 million pairs; they are not
+   independent, since each photo takes part in thousands of them: the confidence bound below assumes
+   independence and is therefore optimistic). Genuine distances: the CSV's 1,100 same-person pairs.
+4. For each target FMR in 1e-2, 1e-3, 1e-4, 1e-5: the largest threshold whose observed FMR is at most the
+   target (match = distance < threshold), the observed false matches, the one-sided 95% Clopper-Pearson
+   upper bound on the FMR, whether the pair count resolves the target (>= 3 / target pairs), and the share
+   of the genuine pairs accepted.
+
+Run from the repository root with the project venv (dlib is not needed):
+
+    .venv/bin/python tools/calibrate.py --faces ../shared/faces
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from manifest_blocks import replace_block, toml_value
+
+from edge_agent.capture.media import read_image
+from edge_agent.config import CALIBRATED_FMRS, load_settings
+from edge_agent.evaluation.datasets import load_pairs_csv, pair_images
+from edge_agent.evaluation.metrics import all_pair_distances, paired_distances, threshold_for_fmr
+from edge_agent.vision.embed import FaceEmbedder
+from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.pipeline import FacePipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--faces", type=Path, default=ROOT.parent / "shared" / "faces")
+    parser.add_argument("--models", type=Path, default=ROOT / "models")
+    parser.add_argument("--no-write", action="store_true", help="print only")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse_args(argv)
+    csv_path = args.faces / "lfw-devtrain" / "pairs.csv"
+    pairs = load_pairs_csv(csv_path)
+    photos = pair_images(pairs)
+    settings = load_settings(None, use_environment=False)
+    catalog = ModelCatalog.load(args.models)
+    pipeline = FacePipeline.from_settings(settings, catalog, calibrated=False)
+
+    start = time.perf_counter()
+    chips = np.zeros((len(photos), 150, 150, 3), dtype=np.uint8)
+    found = np.zeros(len(photos), dtype=bool)
+    for i, photo in enumerate(photos):
+        described, _ = pipeline.describe_one(read_image(photo.path), "centre")
+        if described is not None:
+            chips[i], found[i] = described.chip, True
+    print(
+        f"{len(photos)} photos, {int((~found).sum())} without a face, "
+        f"{time.perf_counter() - start:.0f} s detect+align",
+        flush=True,
+    )
+    where = {photo.path: i for i, photo in enumerate(photos)}
+    genuine_pairs = [(where[p.a], where[p.b]) for p in pairs if p.same]
+    genuine_pairs = [(a, b) for a, b in genuine_pairs if found[a] and found[b]]
+    labels = [photo.identity for photo, ok in zip(photos, found, strict=True) if ok]
+
+    blocks = []
+    embedders = [e for e in catalog.manifest.files if e.embedder is not None]
+    for entry in embedders:
+        embedder = FaceEmbedder.for_file(catalog, entry, settings.runtime, target_fmr=None)
+        descriptors = np.full((len(photos), 128), np.nan, dtype=np.float32)
+        for i in np.flatnonzero(found):
+            descriptors[i] = embedder.embed(chips[i])
+        impostor = all_pair_distances(descriptors[found], labels).impostor
+        a, b = zip(*genuine_pairs, strict=True)
+        genuine = paired_distances(descriptors[list(a)], descriptors[list(b)])
+        lines = [
+            f'[calibration."{entry.id}"]',
+            f"dataset = {toml_value(_dataset_note(len(photos), int(found.sum()), len(genuine)))}",
+            f"pipeline = {toml_value(f'{pipeline.detector.model_id} + dlib 5-point landmarks + {entry.id}')}",
+            'command = "python tools/calibrate.py --faces ../shared/faces"',
+            "thresholds = [",
+        ]
+        for target in CALIBRATED_FMRS:
+            point = threshold_for_fmr(impostor, target)
+            tmr = float((genuine < point.threshold).mean())
+            row = {
+                "target_fmr": target,
+                "threshold": round(float(point.threshold), 6),
+                "impostor_pairs": point.impostor_pairs,
+                "false_matches": point.false_matches,
+                "fmr_upper_95": float(f"{point.upper_bound:.3g}"),
+                "resolved": point.resolved,
+                "genuine_pairs": len(genuine),
+                "true_match_rate": round(tmr, 4),
+            }
+            lines.append(f"    {toml_value(row)},")
+            print(entry.id, row, flush=True)
+        lines.append("]")
+        blocks.append("\n".join(lines))
+    if not args.no_write:
+        replace_block(args.models / "manifest.toml", "tools/calibrate.py", "\n\n".join(blocks))
+        print("written to", args.models / "manifest.toml")
+    return 0
+
+
+def _dataset_note(photos: int, with_face: int, genuine: int) -> str:
+    return (
+        f"lfw-devtrain (LFW DevTrain view, Huang et al. 2007): {photos} photos, {with_face} with a face; "
+        f"impostors = every cross-person pair of those; genuine = {genuine} pairs.csv same-person pairs"
+    )
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
