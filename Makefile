@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test test-slow lint bench-detect clean
+.PHONY: demo test test-slow lint bench-detect bench-embed eval calibrate models models-check clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -37,6 +37,30 @@ test-slow: $(VENV)/.dev-installed
 
 bench-detect: $(VENV)/.dev-installed
 	$(BIN)/edge-agent bench detect
+
+bench-embed: $(VENV)/.dev-installed
+	$(BIN)/edge-agent bench embed
+
+# Accuracy of the project pipeline beside dlib's (people/ + strangers/, lfw-devtrain) -> docs/accuracy.md
+eval: $(VENV)/.dev-installed
+	$(BIN)/python tools/eval.py
+
+# Match thresholds per false-match rate from lfw-devtrain -> models/manifest.toml
+calibrate: $(VENV)/.dev-installed
+	$(BIN)/python tools/calibrate.py
+
+# Rebuild the embedder from dlib's model (needs apt-get install g++ libdlib-dev); models-check compares
+TOOLS_VENV ?= .venv-tools
+$(TOOLS_VENV)/.tools-installed: pyproject.toml
+	$(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet -e '.[tools]'
+	@touch $@
+
+models: $(TOOLS_VENV)/.tools-installed
+	$(TOOLS_VENV)/bin/python tools/build_models.py --out models
+
+models-check: $(TOOLS_VENV)/.tools-installed
+	$(TOOLS_VENV)/bin/python tools/build_models.py --check
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache .mypy_cache .ruff_cache

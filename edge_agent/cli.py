@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from edge_agent.cli_faces import add_face_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
@@ -88,6 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench_detect.set_defaults(handler=_cmd_bench_detect)
 
     add_face_commands(commands)
+
+    bench_embed = bench_commands.add_parser("embed", help="embedder speed per face beside dlib")
+    bench_embed.add_argument("--faces", type=Path, default=_default_faces_dir())
+    bench_embed.add_argument("--threads", type=_int_list, default=[1, 2], metavar="1,2")
+    bench_embed.add_argument("--rounds", type=_positive_int, default=5)
+    bench_embed.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    bench_embed.add_argument("--no-write", action="store_true", help="print only")
+    bench_embed.set_defaults(handler=_cmd_bench_embed)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
@@ -211,6 +221,34 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bench_embed(args: argparse.Namespace) -> int:
+    from edge_agent.bench import embed as bench
+    from edge_agent.bench.report import package_versions, section_header, write_section
+    from edge_agent.evaluation.dlib_reference import DlibPipeline
+    from edge_agent.vision.manifest import ModelCatalog
+
+    catalog = ModelCatalog.load(_settings(args).models_dir)
+    reference = DlibPipeline()
+    photos = bench.bench_photos(args.faces)
+    chips = bench.dlib_chips(reference, photos)
+    expected = np.stack([reference.describe_chip(chip) for chip in chips])
+    results = bench.run_embedders(catalog, chips, expected, args.threads, args.rounds)
+    baseline = bench.run_dlib(reference, chips, args.rounds)
+    alignment = bench.run_alignment(photos, args.rounds)
+    for r in [*results, baseline, alignment]:
+        print(f"{r.name:52s} threads {r.threads}  {r.ms_per_face:7.2f} ms/face", flush=True)
+    command = f"edge-agent bench embed --threads {','.join(map(str, args.threads))} --rounds {args.rounds}"
+    versions = package_versions(
+        "ai-edge-litert", "tflite-runtime", "numpy", "opencv-python-headless", "dlib-bin"
+    )
+    body = "\n".join(section_header("Face embedding", command, versions))
+    body += bench.format_table(results, baseline, alignment, len(chips))
+    if not args.no_write:
+        write_section(args.output, "embed", body)
+        print(f"written to {args.output}")
+    return EXIT_OK
+
+
 def _bench_line(result: BenchResult) -> str:
     return (
         f"{result.name:48s} threads {result.threads}  {result.ms_per_frame:7.2f} ms/frame  "
@@ -219,14 +257,11 @@ def _bench_line(result: BenchResult) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edge_agent.demo import default_kit, run_detection_demo
-    from edge_agent.vision.detect import FaceDetector
-    from edge_agent.vision.manifest import ModelCatalog
+    from edge_agent.demo import default_kit, run_detection_demo, run_matching_demo
+    from edge_agent.vision.pipeline import FacePipeline
 
-    settings = _settings(args)
-    detector = FaceDetector.from_settings(
-        settings.detector, settings.runtime, ModelCatalog.load(settings.models_dir)
-    )
+    pipeline = FacePipeline.from_settings(_settings(args))
+    detector = pipeline.detector
     kit = args.kit or default_kit()
     print(f"edge-agent demo: detector {detector.model_id}, kit {kit}")
     for summary in run_detection_demo(detector, kit, args.out):
@@ -240,6 +275,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
         for drawn in summary.drawn:
             print(f"    drawn: {drawn}")
+    point = pipeline.embedder.operating_point
+    print(
+        f"matching: {pipeline.embedder.model_id}, threshold {point.threshold:.3f} "
+        f"(false-match rate {point.target_fmr:g}, calibrated on lfw-devtrain)"
+    )
+    for match in run_matching_demo(pipeline, kit):
+        print(
+            f"  {match.reference.name} in {match.clip.name}: matched in {match.frames_matched} of "
+            f"{match.frames_searched} frames searched, best distance {match.best_distance:.3f}"
+        )
     return EXIT_OK
 
 

@@ -25,7 +25,8 @@ def test_embed_prints_a_json_line_per_face(faces_dir: Path) -> None:
     for record in records:
         assert record["file"].endswith("obama_and_biden.jpg")
         assert set(record) >= {"box", "quality", "model", "embedding", "quality_failures"}
-        assert set(record["quality"]) >= {"face_px", "sharpness", "yaw_deg", "roll_deg", "brightness", "score"}
+        parts = {"face_px", "sharpness", "yaw_deg", "roll_deg", "brightness", "score"}
+        assert set(record["quality"]) >= parts
         assert record["model"].startswith("dlib-resnet-v1-")
         assert len(record["embedding"]) == 128
         assert 0.1 < float(np.linalg.norm(record["embedding"])) < 10.0

@@ -25,3 +25,16 @@ def test_demo_finds_faces_in_every_kit_file(tmp_path: Path) -> None:
     clip = re.search(r"short_hamilton_clip\.mp4: 275 frames, faces in (\d+)", out)
     assert clip and int(clip.group(1)) > 200, out
     assert len(list(tmp_path.glob("*.jpg"))) == 3
+
+
+def test_demo_finds_lin_manuel_miranda_in_the_clip_and_nobody_else(tmp_path: Path) -> None:
+    """The clip is a Hamilton stage scene with Lin-Manuel Miranda; Alex Lacamoire is not on stage."""
+    result = run_cli("demo", "--out", tmp_path)
+    assert result.returncode == 0, result.stderr
+    lin = re.search(
+        r"lin_manuel_miranda\.png in short_hamilton_clip\.mp4: matched in (\d+) of (\d+)", result.stdout
+    )
+    alex = re.search(r"alex_lacamoire\.jpg in short_hamilton_clip\.mp4: matched in (\d+) of", result.stdout)
+    assert lin and alex, result.stdout
+    assert int(lin.group(1)) >= 3
+    assert int(alex.group(1)) == 0

@@ -100,3 +100,30 @@ def test_auto_precision_follows_the_manifest(catalog: ModelCatalog) -> None:
         _, entry = catalog.detector(name, "auto")
         assert entry.precision == spec.default_precision
     assert catalog.detector("full_range", "auto")[1].id == "blazeface-full-range-int8"
+
+
+def test_every_embedder_build_has_a_resolved_calibration(catalog: ModelCatalog) -> None:
+    embedders = [f for f in catalog.manifest.files if f.embedder]
+    assert {f.precision for f in embedders} == {"float32", "dyn8", "int8"}
+    for entry in embedders:
+        calibration = catalog.calibration_for(entry)
+        assert "lfw-devtrain" in calibration.dataset
+        targets = [t.target_fmr for t in calibration.thresholds]
+        assert targets == [1e-2, 1e-3, 1e-4, 1e-5]
+        thresholds = [t.threshold for t in calibration.thresholds]
+        assert thresholds == sorted(thresholds, reverse=True), "a stricter rate needs a lower threshold"
+        for point in calibration.thresholds:
+            assert point.resolved and point.impostor_pairs >= 3 / point.target_fmr
+            assert point.false_matches / point.impostor_pairs <= point.target_fmr
+            assert point.target_fmr <= point.fmr_upper_95 < 1.5 * point.target_fmr
+
+
+def test_calibration_must_name_a_known_file(tmp_path: Path, catalog: ModelCatalog) -> None:
+    text = (catalog.root / "manifest.toml").read_text()
+    (tmp_path / "manifest.toml").write_text(
+        text.replace('[calibration."dlib-resnet-v1-int8"]', '[calibration."nope"]')
+    )
+    with pytest.raises(ModelError, match="calibration for unknown file id 'nope'"):
+        ModelCatalog.load(tmp_path)
+    with pytest.raises(ModelError, match=r"no calibrated threshold for false-match rate 0\.05"):
+        catalog.calibration_for(catalog.file_by_id("dlib-resnet-v1-float32")).for_target(0.05)

@@ -93,5 +93,6 @@ def test_descriptors_of_the_same_photo_are_close_to_dlibs(people: Described, str
     ours = np.concatenate([people.project, strangers.project])
     theirs = np.concatenate([people.dlib, strangers.dlib])
     gaps = np.linalg.norm(ours.astype(np.float64) - theirs, axis=1)
-    print(f"\nproject vs dlib, same photo: median {np.median(gaps):.3f}, max {gaps.max():.3f} ({names[gaps.argmax()]})")
+    worst = names[int(gaps.argmax())]
+    print(f"\nproject vs dlib, same photo: median {np.median(gaps):.3f}, max {gaps.max():.3f} ({worst})")
     assert np.median(gaps) <= CROSS_PIPELINE_MEDIAN_AIM

@@ -58,7 +58,9 @@ def test_blur_lowers_sharpness_and_darkness_lowers_brightness(
     assert any(r.startswith("sharpness") for r in reasons)
 
 
-def test_roll_follows_an_in_plane_rotation(biden: RGBImage, make_detector: Callable[..., FaceDetector]) -> None:
+def test_roll_follows_an_in_plane_rotation(
+    biden: RGBImage, make_detector: Callable[..., FaceDetector]
+) -> None:
     detector = make_detector()
     upright = head_pose(_face(detector, biden))[1]
     h, w = biden.shape[:2]

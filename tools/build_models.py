@@ -400,8 +400,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{name}: {'identical to' if same else 'DIFFERS from'} {shipped}")
             if not same:
                 mismatched.append(name)
-    if not args.check:
-        landmarks = convert_landmarks(args.out)
+    landmarks = convert_landmarks(out_dir)
+    if args.check:
+        same = (args.out / landmarks.name).read_bytes() == landmarks.read_bytes()
+        print(f"{landmarks.name}: {'identical to' if same else 'DIFFERS from'} {args.out / landmarks.name}")
+        if not same:
+            mismatched.append(landmarks.name)
+    else:
         write_manifest_block(args.out, report, landmarks, len(calibration.names))
     report_path = args.build_dir / "embedder_report.json"
     report_path.write_text(json.dumps(report, indent=1))

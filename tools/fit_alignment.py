@@ -368,12 +368,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     held_out = cross_validate(samples, predictor)
     result = document(model, samples, args, detector, in_sample, held_out, mean_template)
     report(model, mean_template, in_sample, held_out)
+    if args.dry_run:
+        return 0
     if args.write_npz:
         predictor.save_npz(args.write_npz)
         print(f"wrote {args.write_npz}")
-    if not args.dry_run:
-        args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-        print(f"wrote {args.output}")
+    args.output.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.output}")
     return 0
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from edge_agent.bench.labels import (
     NO_MATCHES,
@@ -27,6 +28,7 @@ from edge_agent.types import Box, RGBImage
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.manifest import ModelCatalog
 
+T = TypeVar("T")
 LABEL_FILES = ("training.xml", "testing.xml")
 MIN_IOU = 0.3
 DLIB_UPSAMPLE = 1  # one 2x up-sampling: dlib's own example setting, needed for its 80 px window
@@ -65,7 +67,7 @@ def score(
     return total
 
 
-def time_per_frame(detect: Callable[[RGBImage], object], images: Sequence[RGBImage], rounds: int) -> float:
+def time_per_frame(detect: Callable[[T], object], images: Sequence[T], rounds: int) -> float:
     """Median over `rounds` of the mean milliseconds per picture, after one warm-up round."""
     for image in images:
         detect(image)

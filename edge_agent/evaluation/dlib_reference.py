@@ -54,6 +54,7 @@ class DlibPipeline:
                 "pip install -e '.[dev]'"
             ) from None
         self._dlib: Any = dlib
+        self.fingerprint = f"dlib {dlib.__version__} upsample {upsample}"
         self._upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())

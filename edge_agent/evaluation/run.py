@@ -35,6 +35,7 @@ F32 = npt.NDArray[np.float32]
 
 class Describer(Protocol):
     name: str
+    fingerprint: str  # changes whenever a model file or setting that shapes the descriptors changes
 
     def describe(self, image: RGBImage) -> F32 | None: ...
 
@@ -56,8 +57,8 @@ class Described:
         return {photo.path: i for i, photo in enumerate(self.photos)}
 
 
-def _cache_key(name: str, photos: Sequence[LabelledPhoto]) -> str:
-    digest = hashlib.sha256(name.encode())
+def _cache_key(describer: Describer, photos: Sequence[LabelledPhoto]) -> str:
+    digest = hashlib.sha256(f"{describer.name}|{describer.fingerprint}".encode())
     for photo in photos:
         digest.update(str(photo.path.resolve()).encode())
     return digest.hexdigest()[:20]
@@ -70,7 +71,7 @@ def describe_photos(
     progress: Callable[[str], None] | None = None,
 ) -> Described:
     """Descriptors for every photo, from the cache when this pipeline has seen this exact list."""
-    cache = cache_dir / f"{_cache_key(describer.name, photos)}.npz" if cache_dir else None
+    cache = cache_dir / f"{_cache_key(describer, photos)}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         stored = np.load(cache)
         return Described(tuple(photos), stored["descriptors"], float(stored["seconds"]))

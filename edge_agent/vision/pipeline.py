@@ -39,20 +39,26 @@ class DescribedFace:
 class Aligner:
     """Detector keypoints → 150x150 chip, with or without dlib's 5-point landmark model."""
 
-    def __init__(self, alignment: AlignmentModel, predictor: ShapePredictor | None, size: int) -> None:
+    def __init__(
+        self, alignment: AlignmentModel, predictor: ShapePredictor | None, size: int, fingerprint: str = ""
+    ) -> None:
         self.alignment = alignment
         self.predictor = predictor
         self.size = size
+        self.fingerprint = fingerprint
 
     @classmethod
     def from_catalog(cls, catalog: ModelCatalog, size: int, use_landmarks: bool = True) -> Aligner:
         """The bundled alignment; `use_landmarks=False` is the keypoint-only route, kept for evaluation
         (the manifest's thresholds are calibrated with the landmark route)."""
-        alignment = AlignmentModel.load(catalog.path_of(catalog.file_by_id(ALIGNMENT_FILE_ID)))
-        predictor = None
+        alignment_file = catalog.file_by_id(ALIGNMENT_FILE_ID)
+        alignment = AlignmentModel.load(catalog.path_of(alignment_file))
+        predictor, fingerprint = None, alignment_file.sha256
         if use_landmarks:
-            predictor = ShapePredictor.load_npz(catalog.path_of(catalog.file_by_id(LANDMARKS_FILE_ID)))
-        return cls(alignment, predictor, size)
+            landmarks_file = catalog.file_by_id(LANDMARKS_FILE_ID)
+            predictor = ShapePredictor.load_npz(catalog.path_of(landmarks_file))
+            fingerprint += landmarks_file.sha256
+        return cls(alignment, predictor, size, fingerprint)
 
     def align(self, image: RGBImage, face: Face) -> tuple[RGBImage, npt.NDArray[np.float64] | None]:
         if self.predictor is None:
@@ -70,6 +76,8 @@ class FacePipeline:
         self.embedder = embedder
         self.quality = quality
         self.name = f"edge-agent ({detector.model_id} + {aligner_name(aligner)} + {embedder.model_id})"
+        parts = [detector.model.sha256, embedder.model.sha256, aligner.fingerprint]
+        self.fingerprint = "|".join([*parts, detector.settings.model_dump_json()])
 
     @classmethod
     def from_settings(

@@ -21,6 +21,7 @@ the same order of additions), so the landmarks agree with dlib's exactly on almo
 
 from __future__ import annotations
 
+import io
 import math
 import zipfile
 from collections.abc import Sequence
@@ -31,6 +32,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import ModelError
+from edge_agent.files import atomic_write_bytes
 from edge_agent.vision.align import similarity_transform
 from edge_agent.vision.dlib_format import DlibReader, decode_floats
 
@@ -97,18 +99,30 @@ class ShapePredictor:
         return _parse_dat(DlibReader.open(Path(path)))
 
     def save_npz(self, path: Path) -> None:
-        """Write the arrays in their compact dtypes (the format the agent ships and loads)."""
+        """Write the arrays, compressed and in compact dtypes: the file the agent ships and loads.
+
+        The archive is byte-for-byte reproducible (fixed entry order and timestamps), so a
+        manifest can pin its sha256.
+        """
         pixels = self.split_pixels
-        small = pixels.max(initial=0) < np.iinfo(np.int16).max
-        np.savez_compressed(
-            Path(path),
-            initial_shape=self.initial_shape,
-            split_pixels=pixels.astype(np.int16) if small else pixels,
-            split_thresholds=self.split_thresholds,
-            leaf_values=self.leaf_values,
-            anchor_idx=self.anchor_idx.astype(np.uint8 if self.num_parts < 256 else np.int32),
-            deltas=self.deltas,
-        )
+        arrays = {
+            "initial_shape": self.initial_shape,
+            "split_pixels": pixels.astype(np.int16)
+            if pixels.max(initial=0) <= np.iinfo(np.int16).max
+            else pixels,
+            "split_thresholds": self.split_thresholds,
+            "leaf_values": self.leaf_values,
+            "anchor_idx": self.anchor_idx.astype(np.uint8) if self.num_parts <= 256 else self.anchor_idx,
+            "deltas": self.deltas,
+        }
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+            for name, array in arrays.items():
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with archive.open(info, "w") as entry:
+                    np.lib.format.write_array(entry, np.ascontiguousarray(array), allow_pickle=False)
+        atomic_write_bytes(Path(path), buffer.getvalue())
 
     @classmethod
     def load_npz(cls, path: Path) -> ShapePredictor:
