@@ -163,8 +163,8 @@ def fit_template(samples: Sequence[Sample], iterations: int = 20) -> tuple[Float
     keypoints = np.array([align.template_keypoints(s.face) for s in samples])
     reference = np.array([s.dlib_transform for s in samples])
     inverse = np.array([np.linalg.inv(np.vstack([t, [0, 0, 1]]))[:2] for t in reference])
-    mean = np.einsum("nij,nkj->nki", inverse[:, :, :2], keypoints) + inverse[:, None, :, 2]
-    start = mean.mean(axis=0)
+    in_chip = np.einsum("nij,nkj->nki", inverse[:, :, :2], keypoints) + inverse[:, None, :, 2]
+    start = in_chip.mean(axis=0)
     target = chip_grid_in_image(reference)
     scale = np.hypot(reference[:, 0, 0], reference[:, 1, 0])[:, None, None]
 
