@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from edge_agent.cli_faces import add_face_commands
+from edge_agent.cli_faces import add_face_commands, positive_int
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
 from edge_agent.types import KEYPOINT_NAMES
@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     detect.add_argument("--json", action="store_true", help="one JSON object per face")
     detect.add_argument("--draw", type=Path, metavar="OUTDIR", help="save annotated frames here")
-    detect.add_argument("--every", type=_positive_int, default=1, help="every Nth video frame")
+    detect.add_argument("--every", type=positive_int, default=1, help="every Nth video frame")
     detect.add_argument("--model", choices=["short_range", "full_range"])
     detect.add_argument("--precision", choices=["auto", "float32", "dyn8", "int8"])
     detect.add_argument("--tiles", type=_tiles, metavar="COLSxROWS", help="e.g. 2x2")
@@ -81,23 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser("bench", help="benchmarks; numbers go to docs/benchmarks.md")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
-    bench_detect = bench_commands.add_parser("detect", help="detector speed and accuracy beside dlib HOG")
-    bench_detect.add_argument("--faces", type=Path, default=_default_faces_dir())
-    bench_detect.add_argument("--threads", type=_int_list, default=[1, 2], metavar="1,2")
-    bench_detect.add_argument("--rounds", type=_positive_int, default=5)
-    bench_detect.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
-    bench_detect.add_argument("--no-write", action="store_true", help="print only")
-    bench_detect.set_defaults(handler=_cmd_bench_detect)
+    benches = (
+        ("detect", "detector speed and accuracy beside dlib HOG", _cmd_bench_detect),
+        ("embed", "embedder speed per face beside dlib", _cmd_bench_embed),
+    )
+    for name, help_text, handler in benches:
+        bench_parser = bench_commands.add_parser(name, help=help_text)
+        bench_parser.add_argument("--faces", type=Path, default=_default_faces_dir())
+        bench_parser.add_argument("--threads", type=_int_list, default=[1, 2], metavar="1,2")
+        bench_parser.add_argument("--rounds", type=positive_int, default=5)
+        bench_parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+        bench_parser.add_argument("--no-write", action="store_true", help="print only")
+        bench_parser.set_defaults(handler=handler)
 
     add_face_commands(commands)
-
-    bench_embed = bench_commands.add_parser("embed", help="embedder speed per face beside dlib")
-    bench_embed.add_argument("--faces", type=Path, default=_default_faces_dir())
-    bench_embed.add_argument("--threads", type=_int_list, default=[1, 2], metavar="1,2")
-    bench_embed.add_argument("--rounds", type=_positive_int, default=5)
-    bench_embed.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
-    bench_embed.add_argument("--no-write", action="store_true", help="print only")
-    bench_embed.set_defaults(handler=_cmd_bench_embed)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
@@ -292,25 +289,15 @@ def _default_faces_dir() -> Path:
     return Path(os.environ.get("EDGE_AGENT_TEST_FACES", "../shared/faces"))
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def _int_list(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",") if part.strip()]
+    return [positive_int(part) for part in text.split(",") if part.strip()]
 
 
 def _tiles(text: str) -> tuple[int, int]:
     parts = text.lower().split("x")
     if len(parts) != 2:
         raise argparse.ArgumentTypeError(f"tiles must look like 2x2, got {text!r}")
-    return _positive_int(parts[0]), _positive_int(parts[1])
+    return positive_int(parts[0]), positive_int(parts[1])
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def add_face_commands(commands: Any) -> None:
     embed = commands.add_parser("embed", help="face descriptors of images, folders and videos")
     embed.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     embed.add_argument("--json", action="store_true", help="one JSON object per face, with the descriptor")
-    embed.add_argument("--every", type=int, default=1, help="every Nth video frame")
+    embed.add_argument("--every", type=positive_int, default=1, help="every Nth video frame")
     _add_model_options(embed)
     embed.set_defaults(handler=_cmd_embed)
 
@@ -39,6 +39,22 @@ def add_face_commands(commands: Any) -> None:
     )
     _add_model_options(compare)
     compare.set_defaults(handler=_cmd_compare)
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def is_still_image(source_id: str) -> bool:
+    from edge_agent.capture.media import IMAGE_SUFFIXES
+
+    return Path(source_id).suffix.lower() in IMAGE_SUFFIXES
 
 
 def _add_model_options(parser: argparse.ArgumentParser) -> None:
@@ -72,12 +88,15 @@ def _cmd_embed(args: argparse.Namespace) -> int:
 
     pipeline = FacePipeline.from_settings(_settings(args))
     frames = faces = errors = 0
-    for item in detect_in_files(args.paths, pipeline.detector, max(1, args.every)):
+    for item in detect_in_files(args.paths, pipeline.detector, args.every):
         if isinstance(item, MediaError):
             errors += 1
             print(f"edge-agent: {item}", file=sys.stderr)
             continue
         frames += 1
+        if not item.faces and is_still_image(item.frame.source_id):
+            errors += 1  # a photo given to `embed` is expected to show a face
+            print(f"edge-agent: {item.frame.source_id}: no face found", file=sys.stderr)
         for face in item.faces:
             faces += 1
             described = pipeline.describe_face(item.frame.image, face)
@@ -90,9 +109,12 @@ def _cmd_embed(args: argparse.Namespace) -> int:
                 box = ", ".join(f"{v:.0f}" for v in face.box.as_list())
                 print(
                     f"{item.frame.source_id} frame {item.frame.index}: face [{box}] "
-                    f"quality {described.quality.score:.2f} descriptor 128-d ({pipeline.embedder.model_id})"
+                    f"quality {described.quality.score:.2f} descriptor {described.descriptor.size}-d "
+                    f"({pipeline.embedder.model_id})"
                 )
-    print(f"{frames} frame(s), {faces} face(s), {errors} unreadable file(s)", file=sys.stderr)
+    print(
+        f"{frames} frame(s), {faces} face(s), {errors} file(s) unreadable or without a face", file=sys.stderr
+    )
     return EXIT_FAILURES if errors else EXIT_OK
 
 

@@ -109,8 +109,8 @@ class EmbedderSettings(Section):
     )
     precision: Literal["auto", "float32", "dyn8", "int8"] = Field(
         "auto",
-        description="Which build: float32 (dlib's numbers to 1e-5), dyn8 (int8 weights), int8 (int8 "
-        "weights and activations, fastest on Arm). auto takes the manifest's default_precision.",
+        description="Which build: float32 (dlib's numbers to 1e-5), dyn8 (int8 weights, within 0.05 of "
+        "dlib), int8 (int8 weights and activations, opt-in). auto takes the manifest's default_precision.",
     )
     target_fmr: TargetFmr = Field(
         1e-4,

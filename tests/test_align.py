@@ -27,6 +27,7 @@ from edge_agent.types import Face, RGBImage
 from edge_agent.vision import align
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.shape_predictor import ShapePredictor
+from tests.conftest import people_and_strangers
 
 REPO = Path(__file__).resolve().parent.parent
 ALIGNMENT = REPO / "models" / "alignment.json"
@@ -61,9 +62,8 @@ def photos(
     """Each people/ and strangers/ photo, its largest BlazeFace face, and dlib's 5 landmarks for it
     (dlib's predictor on our rectangle: HOG on every photo would take seconds)."""
     detector = make_detector(model="full_range")
-    paths = sorted(faces_dir.glob("people/*/*")) + sorted(faces_dir.glob("strangers/*"))
     out = []
-    for path in paths:
+    for path in people_and_strangers(faces_dir):
         image = read_image(path)
         face = max(detector.detect(image), key=lambda f: f.box.area)
         rect = dlib.rectangle(*(round(v) for v in alignment.landmark_rect(face)))

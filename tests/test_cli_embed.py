@@ -99,3 +99,23 @@ def test_an_uncalibrated_rate_is_a_config_error(faces_dir: Path) -> None:
     result = run_cli("compare", "--fmr", "0.05", photo, photo)
     assert result.returncode == 2
     assert "embedder.target_fmr" in _one_error_line(result.stderr)
+
+
+def test_a_face_turned_on_its_side_is_handled(tmp_path: Path, faces_dir: Path) -> None:
+    """Far from upright, the landmark rectangle degenerates: the keypoint alignment takes over."""
+    import cv2
+
+    photo = faces_dir / "people" / "joe_biden" / "biden.jpg"
+    rotated = tmp_path / "biden_on_its_side.jpg"
+    cv2.imwrite(str(rotated), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_90_CLOCKWISE))
+    result = run_cli("embed", "--json", rotated)
+    assert result.returncode == 0, result.stderr
+    (record,) = (json.loads(line) for line in result.stdout.splitlines())
+    assert abs(record["quality"]["roll_deg"]) > 45
+    assert any(reason.startswith("roll") for reason in record["quality_failures"])
+
+
+def test_embed_says_when_a_photo_has_no_face(faces_dir: Path) -> None:
+    result = run_cli("embed", faces_dir / "hard" / "no_faces_dogs.jpg")
+    assert result.returncode == 1
+    assert "no_faces_dogs.jpg: no face found" in _one_error_line(result.stderr)

@@ -18,6 +18,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.vision.embed import FaceEmbedder, distance
 from edge_agent.vision.manifest import ModelCatalog
+from tests.conftest import people_and_strangers
 
 PARITY_BOUND = {"float32": 0.01, "dyn8": 0.05}
 # Full-integer int8 is opt-in: measured up to ~0.06 from dlib on held-out LFW chips (docs/accuracy.md),
@@ -32,12 +33,6 @@ class Reference:
     descriptors: npt.NDArray[np.float32]
 
 
-def parity_photos(faces_dir: Path) -> list[Path]:
-    people = sorted((faces_dir / "people").glob("*/*"))
-    strangers = sorted((faces_dir / "strangers").glob("*"))
-    return [p for p in people + strangers if p.suffix.lower() in {".jpg", ".jpeg", ".png"}]
-
-
 @pytest.fixture(scope="session")
 def dlib_pipeline() -> DlibPipeline:
     return DlibPipeline()
@@ -46,7 +41,7 @@ def dlib_pipeline() -> DlibPipeline:
 @pytest.fixture(scope="session")
 def reference(faces_dir: Path, dlib_pipeline: DlibPipeline) -> Reference:
     names, chips, descriptors = [], [], []
-    for path in parity_photos(faces_dir):
+    for path in people_and_strangers(faces_dir):
         face = dlib_pipeline.face(read_image(path), "largest")
         assert face is not None, f"dlib found no face in {path}"
         names.append(f"{path.parent.name}/{path.name}")

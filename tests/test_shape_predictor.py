@@ -26,6 +26,7 @@ from edge_agent.vision.align import AlignmentModel
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.dlib_format import DlibReader
 from edge_agent.vision.shape_predictor import ShapePredictor
+from tests.conftest import people_and_strangers
 
 REPO = Path(__file__).resolve().parent.parent
 DAT = Path(face_recognition_models.pose_predictor_five_point_model_location())
@@ -58,9 +59,8 @@ def photo_rects(
     for its largest BlazeFace face, rounded to whole pixels so dlib can take it too."""
     alignment = AlignmentModel.load(REPO / "models" / "alignment.json")
     detector = make_detector(model="full_range")
-    paths = sorted(faces_dir.glob("people/*/*")) + sorted(faces_dir.glob("strangers/*"))
     out = []
-    for path in paths:
+    for path in people_and_strangers(faces_dir):
         image = read_image(path)
         face = max(detector.detect(image), key=lambda f: f.box.area)
         left, top, right, bottom = (round(v) for v in alignment.landmark_rect(face))

@@ -49,6 +49,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dlib_resnet import census, read_dlib_net
 from manifest_blocks import file_entry, replace_block, sha256_file
 
+from edge_agent.evaluation.dlib_reference import DlibPipeline
+from edge_agent.files import atomic_write_bytes
+
 ROOT = Path(__file__).resolve().parent.parent
 DUMP_SOURCE = ROOT / "tools" / "dlib_dump" / "net_to_xml.cpp"
 CHIP_SIZE = 150
@@ -112,43 +115,28 @@ class ChipSet:
     chips: U8
 
 
-class DlibReference:
-    """dlib's own pipeline: HOG (upsample 1) → 5-point predictor → get_face_chip → ResNet."""
+class DlibChips:
+    """dlib's own chips and descriptors (HOG → 5-point → get_face_chip → ResNet), photos decoded by dlib."""
 
     def __init__(self) -> None:
         import dlib
-        import face_recognition_models as frm
 
-        self._dlib = dlib
-        self.detector = dlib.get_frontal_face_detector()
-        self.predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
-        self.net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
+        self._load = dlib.load_rgb_image
+        self.pipeline = DlibPipeline()
 
     def chip(self, path: Path) -> U8 | None:
-        image = self._dlib.load_rgb_image(str(path))
-        rects = list(self.detector(image, 1))
-        if not rects:
-            return None
-        cy, cx = image.shape[0] / 2, image.shape[1] / 2
-
-        def centre_distance(rect: Any) -> float:
-            centre = rect.center()
-            return float((centre.x - cx) ** 2 + (centre.y - cy) ** 2)
-
-        rect = min(rects, key=centre_distance)  # LFW: the labelled person is the face nearest the centre
-        shape = self.predictor(image, rect)
-        chip: U8 = self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING)
-        return chip
+        face = self.pipeline.face(self._load(str(path)), "centre")  # LFW: the face nearest the centre
+        return None if face is None else face.chip
 
     def descriptors(self, chips: U8) -> F32:
-        return np.array([self.net.compute_face_descriptor(chip) for chip in chips], dtype=np.float32)
+        return np.stack([self.pipeline.describe_chip(chip) for chip in chips])
 
 
 def _photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
-def chip_set(reference: DlibReference, paths: Sequence[Path], root: Path) -> ChipSet:
+def chip_set(reference: DlibChips, paths: Sequence[Path], root: Path) -> ChipSet:
     names, chips = [], []
     for path in paths:
         chip = reference.chip(path)
@@ -158,21 +146,24 @@ def chip_set(reference: DlibReference, paths: Sequence[Path], root: Path) -> Chi
     return ChipSet(names, np.stack(chips))
 
 
-def converter_for(net_function: Any) -> Any:
-    """A converter from a SavedModel, so the .tflite carries a `serving_default` signature."""
+def converter_for(net_function: Any, saved: str) -> Any:
+    """A converter from a SavedModel in `saved`, so the .tflite carries a `serving_default` signature."""
     import tensorflow as tf
 
     module = tf.Module()
     module.descriptor = net_function
-    saved = Path(tempfile.mkdtemp(prefix="dlib-resnet-savedmodel-"))
-    tf.saved_model.save(module, str(saved), signatures={"serving_default": net_function})
-    return tf.lite.TFLiteConverter.from_saved_model(str(saved))
+    tf.saved_model.save(module, saved, signatures={"serving_default": net_function})
+    return tf.lite.TFLiteConverter.from_saved_model(saved)
 
 
 def convert(net_function: Any, precision: str, calibration: U8) -> bytes:
+    with tempfile.TemporaryDirectory(prefix="dlib-resnet-savedmodel-") as saved:
+        return _convert(converter_for(net_function, saved), precision, calibration)
+
+
+def _convert(converter: Any, precision: str, calibration: U8) -> bytes:
     import tensorflow as tf
 
-    converter = converter_for(net_function)
     if precision == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
@@ -235,7 +226,7 @@ def fidelity(reference: F32, candidate: F32) -> Fidelity:
         median_distance=float(np.median(distances)),
         pairs=len(ref_pairs),
         decision_flips=int(flips.sum()),
-        min_margin_of_flips=float(margins.max()) if margins.size else None,
+        min_margin_of_flips=float(margins.min()) if margins.size else None,
     )
 
 
@@ -320,7 +311,7 @@ def write_manifest_block(
             file_entry(
                 {
                     "id": "blazeface-to-dlib-alignment",
-                    "landmarks": "dlib_5pt",
+                    "alignment": "dlib_5pt",
                     "file": alignment.name,
                     "sha256": sha256_file(alignment),
                     "bytes": alignment.stat().st_size,
@@ -342,7 +333,10 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--check", action="store_true", help="rebuild into a temporary folder and compare with --out"
     )
     parser.add_argument("--only", choices=BUILDS, nargs="*", default=list(SHIPPED))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if set(args.only) != set(SHIPPED) and not args.check:
+        parser.error("--only would rewrite part of the manifest's generated block: use it with --check")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -356,7 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("dlib network:", census(net), "threshold", net.distance_threshold)
     function = descriptor_function(net)
 
-    reference = DlibReference()
+    reference = DlibChips()
     lfw = _photos(args.faces / "lfw-devtrain" / "img")
     calibration = chip_set(reference, lfw[::CALIBRATION_STRIDE], args.faces)
     holdout = chip_set(reference, lfw[HOLDOUT_OFFSET :: CALIBRATION_STRIDE * 4], args.faces)
@@ -367,11 +361,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{len(parity.names)} people+strangers",
         flush=True,
     )
+
+    with tempfile.TemporaryDirectory(prefix="edge-agent-models-") as scratch:
+        out_dir = Path(scratch) if args.check else args.out
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return build_all(args, function, reference, (calibration, holdout, parity), dat, out_dir)
+
+
+def build_all(
+    args: argparse.Namespace,
+    function: Any,
+    reference: DlibChips,
+    sets: tuple[ChipSet, ChipSet, ChipSet],
+    dat: Path,
+    out_dir: Path,
+) -> int:
+    """Converts, measures and writes every requested build; returns the exit status."""
+    calibration, holdout, parity = sets
     parity_ref = reference.descriptors(parity.chips)
     holdout_ref = reference.descriptors(holdout.chips)
-
-    out_dir = Path(tempfile.mkdtemp(prefix="edge-agent-models-")) if args.check else args.out
-    out_dir.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "source": {"file": dat.name, "sha256": sha256_bytes(dat.read_bytes())},
         "calibration_photos": calibration.names,
@@ -383,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for precision in args.only:
         content = convert(function, precision, calibration.chips)
         name = model_file_name(precision)
-        (out_dir / name).write_bytes(content)
+        atomic_write_bytes(out_dir / name, content)
         entry = {
             "file": name,
             "sha256": sha256_bytes(content),
@@ -409,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         write_manifest_block(args.out, report, landmarks, len(calibration.names))
     report_path = args.build_dir / "embedder_report.json"
-    report_path.write_text(json.dumps(report, indent=1))
+    atomic_write_bytes(report_path, json.dumps(report, indent=1).encode())
     print("report:", report_path)
     return 1 if mismatched else 0
 

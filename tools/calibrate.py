@@ -24,6 +24,8 @@ Run from the repository root with the project venv (dlib is not needed):
 from __future__ import annotations
 
 import argparse
+import math
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -56,6 +58,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
+    command = "python tools/calibrate.py " + shlex.join(argv if argv is not None else sys.argv[1:])
     csv_path = args.faces / "lfw-devtrain" / "pairs.csv"
     pairs = load_pairs_csv(csv_path)
     photos = pair_images(pairs)
@@ -64,7 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     pipeline = FacePipeline.from_settings(settings, catalog, calibrated=False)
 
     start = time.perf_counter()
-    chips = np.zeros((len(photos), 150, 150, 3), dtype=np.uint8)
+    size = pipeline.embedder.spec.input_size
+    chips = np.zeros((len(photos), size, size, 3), dtype=np.uint8)
     found = np.zeros(len(photos), dtype=bool)
     for i, photo in enumerate(photos):
         described, _ = pipeline.describe_one(read_image(photo.path), "centre")
@@ -84,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     embedders = [e for e in catalog.manifest.files if e.embedder is not None]
     for entry in embedders:
         embedder = FaceEmbedder.for_file(catalog, entry, settings.runtime, target_fmr=None)
-        descriptors = np.full((len(photos), 128), np.nan, dtype=np.float32)
+        descriptors = np.full((len(photos), embedder.spec.dimensions), np.nan, dtype=np.float32)
         for i in np.flatnonzero(found):
             descriptors[i] = embedder.embed(chips[i])
         impostor = all_pair_distances(descriptors[found], labels).impostor
@@ -94,7 +98,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f'[calibration."{entry.id}"]',
             f"dataset = {toml_value(_dataset_note(len(photos), int(found.sum()), len(genuine)))}",
             f"pipeline = {toml_value(f'{pipeline.detector.model_id} + dlib 5-point landmarks + {entry.id}')}",
-            'command = "python tools/calibrate.py --faces ../shared/faces"',
+            f"command = {toml_value(command)}",
             "thresholds = [",
         ]
         for target in CALIBRATED_FMRS:
@@ -102,10 +106,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             tmr = float((genuine < point.threshold).mean())
             row = {
                 "target_fmr": target,
-                "threshold": round(float(point.threshold), 6),
+                # rounded down: a stored threshold never admits an impostor pair the count missed
+                "threshold": math.floor(float(point.threshold) * 1e6) / 1e6,
                 "impostor_pairs": point.impostor_pairs,
                 "false_matches": point.false_matches,
-                "fmr_upper_95": float(f"{point.upper_bound:.3g}"),
+                "fmr_upper_95": round_up(point.upper_bound, 3),
                 "resolved": point.resolved,
                 "genuine_pairs": len(genuine),
                 "true_match_rate": round(tmr, 4),
@@ -118,6 +123,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         replace_block(args.models / "manifest.toml", "tools/calibrate.py", "\n\n".join(blocks))
         print("written to", args.models / "manifest.toml")
     return 0
+
+
+def round_up(value: float, digits: int) -> float:
+    """`value` to `digits` significant digits, rounded up (an upper bound must stay an upper bound)."""
+    if value <= 0:
+        return 0.0
+    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
+    return math.ceil(value * scale) / scale
 
 
 def _dataset_note(photos: int, with_face: int, genuine: int) -> str:

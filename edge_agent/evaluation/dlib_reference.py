@@ -7,19 +7,17 @@ HOG detector (upsample 1) → `shape_predictor_5_face_landmarks` → `get_face_c
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.files import source_fingerprint
 from edge_agent.types import RGBImage
-
-CHIP_SIZE = 150
-CHIP_PADDING = 0.25
-Pick = Literal["centre", "largest"]
+from edge_agent.vision.align import CHIP_PADDING, CHIP_SIZE
+from edge_agent.vision.pick import Pick, pick_face
 
 
 @dataclass(frozen=True)
@@ -27,18 +25,6 @@ class DlibFace:
     rect: tuple[int, int, int, int]  # left, top, right, bottom (dlib's inclusive corners)
     landmarks: npt.NDArray[np.float64]  # (5, 2)
     chip: RGBImage
-
-
-def pick_face(rects: Sequence[tuple[float, float, float, float]], width: int, height: int, pick: Pick) -> int:
-    """Index of the face to use: nearest the image centre (LFW's rule) or the largest."""
-    if pick == "largest":
-        return max(range(len(rects)), key=lambda i: (rects[i][2] - rects[i][0]) * (rects[i][3] - rects[i][1]))
-
-    def centre_distance(i: int) -> float:
-        left, top, right, bottom = rects[i]
-        return ((left + right) / 2 - width / 2) ** 2 + ((top + bottom) / 2 - height / 2) ** 2
-
-    return min(range(len(rects)), key=centre_distance)
 
 
 class DlibPipeline:
@@ -54,7 +40,9 @@ class DlibPipeline:
                 "pip install -e '.[dev]'"
             ) from None
         self._dlib: Any = dlib
-        self.fingerprint = f"dlib {dlib.__version__} upsample {upsample}"
+        code = source_fingerprint("edge_agent.evaluation.dlib_reference", "edge_agent.vision.pick")
+        models = getattr(frm, "__version__", "?")
+        self.fingerprint = f"dlib {dlib.__version__} models {models} upsample {upsample} {code}"
         self._upsample = upsample
         self._detector = dlib.get_frontal_face_detector()
         self._predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())

@@ -31,22 +31,25 @@ from edge_agent.evaluation.report import (
 from edge_agent.types import RGBImage
 
 F32 = npt.NDArray[np.float32]
+DIMENSIONS = 128  # dlib's descriptor length, shared by every pipeline compared here
 
 
 class Describer(Protocol):
     name: str
-    fingerprint: str  # changes whenever a model file or setting that shapes the descriptors changes
+    fingerprint: str  # changes with any model file, setting or code that shapes the descriptors
 
     def describe(self, image: RGBImage) -> F32 | None: ...
 
 
 @dataclass(frozen=True)
 class Described:
-    """Descriptors of `photos` (NaN rows where no face was found) and the seconds it took."""
+    """Descriptors of `photos` (NaN rows where no face was found) and the seconds it took
+    (`cached`: in an earlier run, whose timing may have been on another machine or load)."""
 
     photos: tuple[LabelledPhoto, ...]
     descriptors: F32
     seconds: float
+    cached: bool = False
 
     @property
     def found(self) -> npt.NDArray[np.bool_]:
@@ -60,8 +63,18 @@ class Described:
 def _cache_key(describer: Describer, photos: Sequence[LabelledPhoto]) -> str:
     digest = hashlib.sha256(f"{describer.name}|{describer.fingerprint}".encode())
     for photo in photos:
-        digest.update(str(photo.path.resolve()).encode())
+        stat = photo.path.stat()
+        digest.update(f"{photo.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
     return digest.hexdigest()[:20]
+
+
+def _load_cache(cache: Path, rows: int) -> tuple[F32, float] | None:
+    try:
+        with np.load(cache) as stored:
+            descriptors, seconds = stored["descriptors"], float(stored["seconds"])
+    except (OSError, ValueError, KeyError, EOFError):
+        return None  # unreadable: describe again
+    return (descriptors, seconds) if descriptors.ndim == 2 and len(descriptors) == rows else None
 
 
 def describe_photos(
@@ -70,25 +83,26 @@ def describe_photos(
     cache_dir: Path | None,
     progress: Callable[[str], None] | None = None,
 ) -> Described:
-    """Descriptors for every photo, from the cache when this pipeline has seen this exact list."""
+    """Descriptors for every photo, from the cache when this pipeline, code and photo list are unchanged.
+    A run in which a photo could not be read is not cached."""
     cache = cache_dir / f"{_cache_key(describer, photos)}.npz" if cache_dir else None
-    if cache is not None and cache.is_file():
-        stored = np.load(cache)
-        return Described(tuple(photos), stored["descriptors"], float(stored["seconds"]))
+    if cache is not None and cache.is_file() and (hit := _load_cache(cache, len(photos))) is not None:
+        return Described(tuple(photos), hit[0], hit[1], cached=True)
     rows: list[F32] = []
+    unreadable = 0
     start = time.perf_counter()
     for i, photo in enumerate(photos):
         try:
             descriptor = describer.describe(read_image(photo.path))
         except MediaError as exc:
             print(f"skipping {photo.path}: {exc}", file=sys.stderr)
-            descriptor = None
-        rows.append(descriptor if descriptor is not None else np.full(128, np.nan, dtype=np.float32))
+            descriptor, unreadable = None, unreadable + 1
+        rows.append(descriptor if descriptor is not None else np.full(DIMENSIONS, np.nan, dtype=np.float32))
         if progress is not None and (i + 1) % 250 == 0:
             progress(f"{describer.name}: {i + 1}/{len(photos)}")
     seconds = time.perf_counter() - start
-    descriptors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, 128), np.float32)
-    if cache is not None:
+    descriptors = np.stack(rows).astype(np.float32) if rows else np.zeros((0, DIMENSIONS), np.float32)
+    if cache is not None and not unreadable:
         cache.parent.mkdir(parents=True, exist_ok=True)
         partial = cache.with_suffix(".partial.npz")
         np.savez(partial, descriptors=descriptors, seconds=seconds)
@@ -132,27 +146,34 @@ def accuracy_of(
     threshold: float,
     pairs: Sequence[Pair] = (),
     extra_non_mated: F32 | None = None,
+    identities_known: bool = True,
 ) -> PipelineAccuracy:
-    """Pair accuracy from `pairs` (if given), TAR/ROC/calibration from every same- and cross-identity
-    pair of the photos with a face, and open-set identification from `identification_split`."""
+    """Pair accuracy from `pairs` (if given); TAR/ROC/calibration from every same- and cross-identity
+    pair of the photos with a face and open-set identification, when the photos' identities are known
+    (`identities_known=False`, e.g. a pairs list over one flat folder: everything from the listed pairs)."""
     found = described.found
-    vectors = described.descriptors[found]
-    labels = [photo.identity for photo, ok in zip(described.photos, found, strict=True) if ok]
-    every = all_pair_distances(vectors, labels)
+    pair_genuine = pair_impostor = None
     if pairs:
         pair_genuine, pair_impostor, _ = _pair_split(described, pairs)
+    if identities_known:
+        labels = [photo.identity for photo, ok in zip(described.photos, found, strict=True) if ok]
+        every = all_pair_distances(described.descriptors[found], labels)
+        genuine, impostor = every.genuine, every.impostor
+        identification = _identification(described, extra_non_mated)
+    elif pair_genuine is not None and pair_impostor is not None:
+        genuine, impostor, identification = pair_genuine, pair_impostor, None
     else:
-        pair_genuine, pair_impostor = every.genuine, every.impostor
+        raise ValueError("without known identities, accuracy needs a pairs list")
     return evaluate_pipeline(
         name,
         threshold,
-        pair_genuine=pair_genuine,
-        pair_impostor=pair_impostor,
-        genuine=every.genuine,
-        impostor=every.impostor,
+        pair_genuine=genuine if pair_genuine is None else pair_genuine,
+        pair_impostor=impostor if pair_impostor is None else pair_impostor,
+        genuine=genuine,
+        impostor=impostor,
         images=len(described.photos),
         faces_not_detected=int((~found).sum()),
-        identification=_identification(described, extra_non_mated),
+        identification=identification,
     )
 
 

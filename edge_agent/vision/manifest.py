@@ -105,6 +105,18 @@ class Calibration(_Strict):
     command: str
     thresholds: tuple[FmrThreshold, ...]
 
+    def check_consistent(self, file_id: str) -> None:
+        """Targets distinct, counts possible, and a stricter rate never with a looser threshold."""
+        ordered = sorted(self.thresholds, key=lambda t: t.target_fmr)
+        targets = [t.target_fmr for t in ordered]
+        if len(set(targets)) != len(targets):
+            raise ValueError(f"calibration of {file_id}: a target false-match rate appears twice")
+        if any(t.false_matches > t.impostor_pairs for t in ordered):
+            raise ValueError(f"calibration of {file_id}: more false matches than impostor pairs")
+        thresholds = [t.threshold for t in ordered]
+        if thresholds != sorted(thresholds):
+            raise ValueError(f"calibration of {file_id}: thresholds must grow with the target rate")
+
     def for_target(self, target_fmr: float) -> FmrThreshold:
         for entry in self.thresholds:
             if abs(entry.target_fmr - target_fmr) <= 1e-12 * max(1.0, target_fmr):
@@ -113,7 +125,7 @@ class Calibration(_Strict):
         raise ModelError(f"no calibrated threshold for false-match rate {target_fmr:g} (calibrated: {known})")
 
 
-Role = Literal["detector", "embedder", "landmarks"]
+Role = Literal["detector", "embedder", "landmarks", "alignment"]
 
 
 class ModelFile(_Strict):
@@ -121,6 +133,7 @@ class ModelFile(_Strict):
     detector: str | None = None
     embedder: str | None = None
     landmarks: str | None = None
+    alignment: str | None = Field(None, description="The landmarks model this alignment fit serves.")
     precision: Precision = "float32"
     file: str
     sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -130,8 +143,11 @@ class ModelFile(_Strict):
 
     @model_validator(mode="after")
     def _one_role(self) -> ModelFile:
-        if sum(name is not None for name in (self.detector, self.embedder, self.landmarks)) != 1:
-            raise ValueError(f"file {self.file} must name exactly one of detector, embedder, landmarks")
+        roles = (self.detector, self.embedder, self.landmarks, self.alignment)
+        if sum(name is not None for name in roles) != 1:
+            raise ValueError(
+                f"file {self.file} must name exactly one of detector, embedder, landmarks, alignment"
+            )
         return self
 
     @property
@@ -140,8 +156,10 @@ class ModelFile(_Strict):
             return "detector", self.detector
         if self.embedder is not None:
             return "embedder", self.embedder
-        assert self.landmarks is not None
-        return "landmarks", self.landmarks
+        if self.landmarks is not None:
+            return "landmarks", self.landmarks
+        assert self.alignment is not None
+        return "alignment", self.alignment
 
 
 class Manifest(_Strict):
@@ -162,13 +180,23 @@ class Manifest(_Strict):
                 "detector": set(self.detectors),
                 "embedder": set(self.embedders),
                 "landmarks": set(self.landmarks),
+                "alignment": set(self.landmarks),
             }
             if name not in names[role]:
                 raise ValueError(f"file {entry.file} names unknown {role} {name!r}")
-        ids = {entry.id for entry in self.files}
-        for file_id in self.calibration:
+        ids = [entry.id for entry in self.files]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"file ids must be unique: {sorted({i for i in ids if ids.count(i) > 1})}")
+        builds = [(entry.role, entry.precision) for entry in self.files]
+        if len(set(builds)) != len(builds):
+            raise ValueError("two files share one model and precision")
+        embedders = {entry.id for entry in self.files if entry.embedder is not None}
+        for file_id, calibration in self.calibration.items():
             if file_id not in ids:
                 raise ValueError(f"calibration for unknown file id {file_id!r}")
+            if file_id not in embedders:
+                raise ValueError(f"calibration for {file_id!r}, which is not an embedder")
+            calibration.check_consistent(file_id)
         return self
 
 

@@ -6,25 +6,31 @@ caller decides what (if anything) leaves the device.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.config import QualitySettings, Settings
-from edge_agent.evaluation.dlib_reference import pick_face
+from edge_agent.errors import ModelError
+from edge_agent.files import source_fingerprint
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision.align import AlignmentModel, chip_transform, extract_chip
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.embed import Descriptor, FaceEmbedder
-from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.manifest import EmbedderSpec, ModelCatalog
+from edge_agent.vision.pick import Pick, pick_face
 from edge_agent.vision.quality import FaceQuality, assess
 from edge_agent.vision.shape_predictor import ShapePredictor
 
+# The code that shapes a descriptor, for evaluation caches (edge_agent.evaluation.run).
+VISION_MODULES = tuple(
+    f"edge_agent.vision.{name}"
+    for name in ("align", "anchors", "detect", "embed", "letterbox", "nms", "pipeline", "shape_predictor")
+)
 LANDMARKS_FILE_ID = "dlib-5pt-landmarks"
 ALIGNMENT_FILE_ID = "blazeface-to-dlib-alignment"
-Pick = Literal["centre", "largest"]
 
 
 @dataclass(frozen=True)
@@ -40,15 +46,26 @@ class Aligner:
     """Detector keypoints → 150x150 chip, with or without dlib's 5-point landmark model."""
 
     def __init__(
-        self, alignment: AlignmentModel, predictor: ShapePredictor | None, size: int, fingerprint: str = ""
+        self,
+        alignment: AlignmentModel,
+        predictor: ShapePredictor | None,
+        size: int,
+        padding: float,
+        fingerprint: str = "",
     ) -> None:
+        if (alignment.size, alignment.padding) != (size, padding):
+            raise ModelError(
+                f"the alignment fit is for {alignment.size} px chips with padding {alignment.padding}, "
+                f"the embedder needs {size} px with padding {padding}"
+            )
         self.alignment = alignment
         self.predictor = predictor
         self.size = size
+        self.padding = padding
         self.fingerprint = fingerprint
 
     @classmethod
-    def from_catalog(cls, catalog: ModelCatalog, size: int, use_landmarks: bool = True) -> Aligner:
+    def from_catalog(cls, catalog: ModelCatalog, spec: EmbedderSpec, use_landmarks: bool = True) -> Aligner:
         """The bundled alignment; `use_landmarks=False` is the keypoint-only route, kept for evaluation
         (the manifest's thresholds are calibrated with the landmark route)."""
         alignment_file = catalog.file_by_id(ALIGNMENT_FILE_ID)
@@ -58,13 +75,28 @@ class Aligner:
             landmarks_file = catalog.file_by_id(LANDMARKS_FILE_ID)
             predictor = ShapePredictor.load_npz(catalog.path_of(landmarks_file))
             fingerprint += landmarks_file.sha256
-        return cls(alignment, predictor, size, fingerprint)
+        return cls(alignment, predictor, spec.input_size, spec.chip_padding, fingerprint)
 
     def align(self, image: RGBImage, face: Face) -> tuple[RGBImage, npt.NDArray[np.float64] | None]:
-        if self.predictor is None:
+        """The chip, and dlib's 5 landmarks when they were used.
+
+        The landmark rectangle comes from a linear map fitted on upright faces; for a face far from
+        upright (roll near 90 degrees) it can come out degenerate, and the keypoint template is used
+        instead (such faces fail the default roll gate anyway)."""
+        rect = self.alignment.landmark_rect(face) if self.predictor is not None else None
+        if self.predictor is None or rect is None or not plausible_rect(rect, face):
             return extract_chip(image, self.alignment.keypoint_transform(face), self.size), None
-        points = self.predictor.predict(image, self.alignment.landmark_rect(face))
-        return extract_chip(image, chip_transform(points), self.size), points
+        points = self.predictor.predict(image, rect)
+        return extract_chip(image, chip_transform(points, self.size, self.padding), self.size), points
+
+
+def plausible_rect(rect: tuple[float, float, float, float], face: Face) -> bool:
+    """A landmark rectangle of finite corners, between a quarter and four times the box's width."""
+    left, top, right, bottom = rect
+    if not all(math.isfinite(v) for v in rect):
+        return False
+    lo, hi = 0.25 * face.box.width, 4.0 * face.box.width
+    return lo <= right - left <= hi and lo <= bottom - top <= hi
 
 
 class FacePipeline:
@@ -77,7 +109,8 @@ class FacePipeline:
         self.quality = quality
         self.name = f"edge-agent ({detector.model_id} + {aligner_name(aligner)} + {embedder.model_id})"
         parts = [detector.model.sha256, embedder.model.sha256, aligner.fingerprint]
-        self.fingerprint = "|".join([*parts, detector.settings.model_dump_json()])
+        code = source_fingerprint(*VISION_MODULES)
+        self.fingerprint = "|".join([*parts, detector.settings.model_dump_json(), code])
 
     @classmethod
     def from_settings(
@@ -91,7 +124,7 @@ class FacePipeline:
         catalog = catalog or ModelCatalog.load(settings.models_dir)
         detector = FaceDetector.from_settings(settings.detector, settings.runtime, catalog)
         embedder = FaceEmbedder.from_settings(settings.embedder, settings.runtime, catalog, calibrated)
-        aligner = Aligner.from_catalog(catalog, embedder.spec.input_size, use_landmarks)
+        aligner = Aligner.from_catalog(catalog, embedder.spec, use_landmarks)
         return cls(detector, aligner, embedder, settings.quality)
 
     def describe_face(self, image: RGBImage, face: Face) -> DescribedFace:

@@ -1,0 +1,24 @@
+"""Which face of a photo to use when one is wanted: the largest, or the one nearest the centre."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+Pick = Literal["centre", "largest"]
+Rect = tuple[float, float, float, float]  # left, top, right, bottom
+
+
+def pick_face(rects: Sequence[Rect], width: int, height: int, pick: Pick) -> int:
+    """Index of the face to use: the largest, or nearest the image centre (LFW's rule: the labelled
+    person is the face nearest the centre)."""
+    if not rects:
+        raise ValueError("no faces to pick from")
+    if pick == "largest":
+        return max(range(len(rects)), key=lambda i: (rects[i][2] - rects[i][0]) * (rects[i][3] - rects[i][1]))
+
+    def centre_distance(i: int) -> float:
+        left, top, right, bottom = rects[i]
+        return ((left + right) / 2 - width / 2) ** 2 + ((top + bottom) / 2 - height / 2) ** 2
+
+    return min(range(len(rects)), key=centre_distance)
