@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from edge_agent.cli_faces import add_face_commands, positive_int
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
@@ -219,6 +217,8 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench_embed(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from edge_agent.bench import embed as bench
     from edge_agent.bench.report import package_versions, section_header, write_section
     from edge_agent.evaluation.dlib_reference import DlibPipeline
@@ -275,7 +275,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     point = pipeline.embedder.operating_point
     print(
         f"matching: {pipeline.embedder.model_id}, threshold {point.threshold:.3f} "
-        f"(false-match rate {point.target_fmr:g}, calibrated on lfw-devtrain)"
+        f"(false-match rate {point.target_fmr:g}, calibration in models/manifest.toml)"
     )
     for match in run_matching_demo(pipeline, kit):
         print(

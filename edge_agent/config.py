@@ -124,7 +124,10 @@ class QualitySettings(Section):
 
     min_face_px: int = Field(40, ge=1, le=4096, description="Minimum face box width in source pixels.")
     min_sharpness: float = Field(
-        0.0, ge=0.0, description="Minimum variance of the Laplacian of the aligned grey chip."
+        0.0,
+        ge=0.0,
+        description="Minimum variance of the Laplacian of the aligned grey chip (0 = gate off until the "
+        "live pipeline's blur threshold is measured on camera footage).",
     )
     max_yaw_deg: float = Field(45.0, gt=0.0, le=90.0, description="Largest estimated head turn (degrees).")
     max_roll_deg: float = Field(45.0, gt=0.0, le=180.0, description="Largest in-plane head tilt (degrees).")

@@ -33,16 +33,6 @@ def faces_dir() -> Path:
     return folder
 
 
-PHOTO_SUFFIXES = frozenset({".jpg", ".jpeg", ".png"})
-
-
-def people_and_strangers(faces_dir: Path) -> list[Path]:
-    """Every `people/<identity>/` photo, then every `strangers/` photo, in a fixed order."""
-    people = sorted(faces_dir.glob("people/*/*"))
-    strangers = sorted(faces_dir.glob("strangers/*"))
-    return [p for p in people + strangers if p.suffix.lower() in PHOTO_SUFFIXES]
-
-
 @pytest.fixture(scope="session")
 def catalog() -> ModelCatalog:
     return ModelCatalog.load()

@@ -47,10 +47,12 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from dlib_resnet import census, read_dlib_net
-from manifest_blocks import file_entry, replace_block, sha256_file
+from manifest_blocks import file_entry, replace_block
 
+from edge_agent.evaluation.datasets import people_and_strangers, photos_in
 from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.files import atomic_write_bytes
+from edge_agent.vision.manifest import sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent
 DUMP_SOURCE = ROOT / "tools" / "dlib_dump" / "net_to_xml.cpp"
@@ -130,10 +132,6 @@ class DlibChips:
 
     def descriptors(self, chips: U8) -> F32:
         return np.stack([self.pipeline.describe_chip(chip) for chip in chips])
-
-
-def _photos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
 def chip_set(reference: DlibChips, paths: Sequence[Path], root: Path) -> ChipSet:
@@ -294,12 +292,12 @@ def write_manifest_block(
                 "id": "dlib-5pt-landmarks",
                 "landmarks": "dlib_5pt",
                 "file": landmarks.name,
-                "sha256": sha256_file(landmarks),
+                "sha256": sha256_of(landmarks),
                 "bytes": landmarks.stat().st_size,
                 "origin": {
                     "package": "face_recognition_models",
                     "version": version,
-                    "path": f"face_recognition_models/models/{sp_path.name} ({sha256_file(sp_path)[:16]}...)",
+                    "path": f"face_recognition_models/models/{sp_path.name} ({sha256_of(sp_path)[:16]}...)",
                 },
                 "recipe": "parsed by edge_agent.vision.shape_predictor, saved as npz arrays",
             }
@@ -313,7 +311,7 @@ def write_manifest_block(
                     "id": "blazeface-to-dlib-alignment",
                     "alignment": "dlib_5pt",
                     "file": alignment.name,
-                    "sha256": sha256_file(alignment),
+                    "sha256": sha256_of(alignment),
                     "bytes": alignment.stat().st_size,
                     "origin": {"package": "edge-agent", "version": "0.1.0", "path": "tools/fit_alignment.py"},
                     "recipe": "BlazeFace box/keypoints -> dlib HOG rectangle map and keypoint template, "
@@ -351,10 +349,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     function = descriptor_function(net)
 
     reference = DlibChips()
-    lfw = _photos(args.faces / "lfw-devtrain" / "img")
+    lfw = photos_in(args.faces / "lfw-devtrain" / "img")
     calibration = chip_set(reference, lfw[::CALIBRATION_STRIDE], args.faces)
     holdout = chip_set(reference, lfw[HOLDOUT_OFFSET :: CALIBRATION_STRIDE * 4], args.faces)
-    parity_paths = _photos(args.faces / "people") + _photos(args.faces / "strangers")
+    parity_paths = people_and_strangers(args.faces)
     parity = chip_set(reference, parity_paths, args.faces)
     print(
         f"chips: {len(calibration.names)} calibration, {len(holdout.names)} held-out lfw, "

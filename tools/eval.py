@@ -37,6 +37,7 @@ from edge_agent.evaluation.datasets import (
     load_identity_folders,
     load_pairs_csv,
     pair_images,
+    photos_in,
 )
 from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.evaluation.report import PipelineAccuracy, format_report, write_accuracy_report
@@ -58,8 +59,7 @@ def make_pipeline(name: str) -> Describer:
 def _stranger_photos(folder: Path | None) -> list[LabelledPhoto]:
     if folder is None:
         return []
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
-    return [LabelledPhoto(p, f"stranger:{p.stem}") for p in files]
+    return [LabelledPhoto(p, f"stranger:{p.stem}") for p in photos_in(folder)]
 
 
 def _progress(line: str) -> None:

@@ -5,7 +5,6 @@ Each tool owns its region and rewrites it whole; the hand-written rest of the ma
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 
@@ -39,7 +38,3 @@ def toml_value(value: object) -> str:
 def file_entry(fields: dict[str, object]) -> str:
     lines = ["[[files]]"] + [f"{key} = {toml_value(value)}" for key, value in fields.items()]
     return "\n".join(lines) + "\n"
-
-
-def sha256_file(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()

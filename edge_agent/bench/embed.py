@@ -17,13 +17,13 @@ from edge_agent.bench.detect import time_per_frame
 from edge_agent.capture.media import read_image
 from edge_agent.config import RuntimeSettings, load_settings
 from edge_agent.errors import EdgeAgentError
+from edge_agent.evaluation.datasets import people_and_strangers
 from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.pick import pick_face
 from edge_agent.vision.pipeline import FacePipeline
-
-PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png"}
 
 
 @dataclass(frozen=True)
@@ -35,10 +35,9 @@ class EmbedResult:
 
 
 def bench_photos(faces_dir: Path) -> list[Path]:
-    folders = [faces_dir / "people", faces_dir / "strangers"]
-    photos = sorted(p for f in folders for p in f.rglob("*") if p.suffix.lower() in PHOTO_SUFFIXES)
+    photos = people_and_strangers(faces_dir)
     if not photos:
-        raise EdgeAgentError(f"no photos found in {', '.join(map(str, folders))}")
+        raise EdgeAgentError(f"no photos found in {faces_dir / 'people'} or {faces_dir / 'strangers'}")
     return photos
 
 
@@ -88,7 +87,8 @@ def run_alignment(photos: Sequence[Path], rounds: int) -> EmbedResult:
         image = read_image(path)
         found = pipeline.detector.detect(image)
         if found:
-            faces.append((image, max(found, key=lambda f: f.box.area)))
+            rects = [(f.box.x0, f.box.y0, f.box.x1, f.box.y1) for f in found]
+            faces.append((image, found[pick_face(rects, image.shape[1], image.shape[0], "largest")]))
     ms = time_per_frame(lambda pair: pipeline.aligner.align(*pair), faces, rounds)
     return EmbedResult("alignment: 5-point landmarks + chip (numpy/OpenCV)", 1, ms, None)
 

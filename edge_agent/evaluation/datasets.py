@@ -49,6 +49,20 @@ class IdentificationSplit:
     non_mated: tuple[int, ...]
 
 
+def photos_in(folder: Path) -> list[Path]:
+    """Every photo (.jpg, .jpeg, .png) under `folder`, recursively, sorted; hidden files skipped."""
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def people_and_strangers(faces_dir: Path) -> list[Path]:
+    """The shared faces' `people/<identity>/` photos, then its `strangers/` photos."""
+    return photos_in(faces_dir / "people") + photos_in(faces_dir / "strangers")
+
+
 def load_identity_folders(root: Path) -> list[LabelledPhoto]:
     """Every photo under `root/<identity>/`, sorted by identity then file name.
 

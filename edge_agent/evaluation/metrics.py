@@ -5,8 +5,8 @@ Decision rule, used by every function here: two faces are declared the same pers
     distance < threshold        (strictly less: dlib's rule `distance < 0.6`)
 
 so a threshold equal to a measured distance rejects that pair. With this rule the largest threshold
-that keeps a rate at or below a target is always a measured distance (or +inf), so it is exact and can
-be written to a configuration file as is.
+that keeps a rate at or below a target is always a measured distance (or +inf), so it is exact; a
+threshold that is stored rounded must be rounded down (tools/calibrate.py does), never up.
 
 Definitions (N_gen genuine = same-person pairs, N_imp impostor = different-person pairs):
 
