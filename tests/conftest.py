@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
 import pytest
 
 from edge_agent.config import DetectorSettings, RuntimeSettings
+from edge_agent.evaluation.datasets import people_and_strangers
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.manifest import ModelCatalog
 
@@ -31,6 +35,29 @@ def faces_dir() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return folder
+
+
+@dataclass(frozen=True)
+class DlibReferenceFace:
+    """dlib's own answer for one photo's largest face: its chip and its descriptor."""
+
+    chip: npt.NDArray[np.uint8]
+    descriptor: npt.NDArray[np.float32]
+
+
+@pytest.fixture(scope="session")
+def dlib_reference(faces_dir: Path) -> dict[Path, DlibReferenceFace]:
+    """dlib's pipeline (HOG + 5-point + ResNet) on every people/ and strangers/ photo, run once."""
+    from edge_agent.capture.media import read_image
+    from edge_agent.evaluation.dlib_reference import DlibPipeline
+
+    pipeline = DlibPipeline()
+    found = {}
+    for path in people_and_strangers(faces_dir):
+        face = pipeline.face(read_image(path), "largest")
+        assert face is not None, f"dlib found no face in {path}"
+        found[path] = DlibReferenceFace(face.chip, pipeline.describe_chip(face.chip))
+    return found
 
 
 @pytest.fixture(scope="session")

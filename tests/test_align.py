@@ -23,11 +23,11 @@ import pytest
 
 from edge_agent.capture.media import read_image
 from edge_agent.errors import ModelError
+from edge_agent.evaluation.datasets import people_and_strangers
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision import align
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.shape_predictor import ShapePredictor
-from tests.conftest import people_and_strangers
 
 REPO = Path(__file__).resolve().parent.parent
 ALIGNMENT = REPO / "models" / "alignment.json"

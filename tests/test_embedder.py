@@ -15,10 +15,9 @@ import pytest
 from edge_agent.capture.media import read_image
 from edge_agent.config import EmbedderSettings, RuntimeSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.vision.embed import FaceEmbedder, distance
 from edge_agent.vision.manifest import ModelCatalog
-from tests.conftest import people_and_strangers
+from tests.conftest import DlibReferenceFace
 
 PARITY_BOUND = {"float32": 0.01, "dyn8": 0.05}
 # Full-integer int8 is opt-in: tools/build_models.py measured it up to ~0.06 from dlib on held-out LFW
@@ -35,20 +34,11 @@ class Reference:
 
 
 @pytest.fixture(scope="session")
-def dlib_pipeline() -> DlibPipeline:
-    return DlibPipeline()
-
-
-@pytest.fixture(scope="session")
-def reference(faces_dir: Path, dlib_pipeline: DlibPipeline) -> Reference:
-    names, chips, descriptors = [], [], []
-    for path in people_and_strangers(faces_dir):
-        face = dlib_pipeline.face(read_image(path), "largest")
-        assert face is not None, f"dlib found no face in {path}"
-        names.append(f"{path.parent.name}/{path.name}")
-        chips.append(face.chip)
-        descriptors.append(dlib_pipeline.describe_chip(face.chip))
-    return Reference(names, np.stack(chips), np.stack(descriptors))
+def reference(dlib_reference: dict[Path, DlibReferenceFace]) -> Reference:
+    names = [f"{path.parent.name}/{path.name}" for path in dlib_reference]
+    chips = np.stack([face.chip for face in dlib_reference.values()])
+    descriptors = np.stack([face.descriptor for face in dlib_reference.values()])
+    return Reference(names, chips, descriptors)
 
 
 def _embedder(catalog: ModelCatalog, precision: str) -> FaceEmbedder:

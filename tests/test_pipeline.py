@@ -12,9 +12,10 @@ import pytest
 
 from edge_agent.capture.media import read_image
 from edge_agent.config import load_settings
-from edge_agent.evaluation.dlib_reference import DlibPipeline
+from edge_agent.evaluation.datasets import photos_in
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pipeline import FacePipeline
+from tests.conftest import DlibReferenceFace
 
 # The issue's aim for the median distance between the two pipelines' descriptors of one photo.
 CROSS_PIPELINE_MEDIAN_AIM = 0.08
@@ -28,23 +29,18 @@ class Described:
     dlib: npt.NDArray[np.float32]
 
 
-def _describe(folder_photos: list[Path], pipeline: FacePipeline, reference: DlibPipeline) -> Described:
-    identities, names, ours, theirs = [], [], [], []
-    for path in folder_photos:
-        image = read_image(path)
-        described, _ = pipeline.describe_one(image, "largest")
-        face = reference.face(image, "largest")
+def _describe(
+    photos: list[Path], pipeline: FacePipeline, reference: dict[Path, DlibReferenceFace]
+) -> Described:
+    identities, names, ours = [], [], []
+    for path in photos:
+        described, _ = pipeline.describe_one(read_image(path), "largest")
         assert described is not None, f"the project pipeline found no face in {path}"
-        assert face is not None, f"dlib found no face in {path}"
         identities.append(path.parent.name)
         names.append(f"{path.parent.name}/{path.name}")
         ours.append(described.descriptor)
-        theirs.append(reference.describe_chip(face.chip))
+    theirs = [reference[path].descriptor for path in photos]
     return Described(identities, names, np.stack(ours), np.stack(theirs))
-
-
-def _photos(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
 
 
 @pytest.fixture(scope="session")
@@ -53,13 +49,17 @@ def project_pipeline(catalog: ModelCatalog) -> FacePipeline:
 
 
 @pytest.fixture(scope="session")
-def people(faces_dir: Path, project_pipeline: FacePipeline) -> Described:
-    return _describe(_photos(faces_dir / "people"), project_pipeline, DlibPipeline())
+def people(
+    faces_dir: Path, project_pipeline: FacePipeline, dlib_reference: dict[Path, DlibReferenceFace]
+) -> Described:
+    return _describe(photos_in(faces_dir / "people"), project_pipeline, dlib_reference)
 
 
 @pytest.fixture(scope="session")
-def strangers(faces_dir: Path, project_pipeline: FacePipeline) -> Described:
-    return _describe(_photos(faces_dir / "strangers"), project_pipeline, DlibPipeline())
+def strangers(
+    faces_dir: Path, project_pipeline: FacePipeline, dlib_reference: dict[Path, DlibReferenceFace]
+) -> Described:
+    return _describe(photos_in(faces_dir / "strangers"), project_pipeline, dlib_reference)
 
 
 def _leave_one_out_rank1(descriptors: npt.NDArray[np.float32], identities: list[str]) -> list[str]:

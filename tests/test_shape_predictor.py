@@ -21,12 +21,12 @@ import pytest
 
 from edge_agent.capture.media import read_image
 from edge_agent.errors import ModelError
+from edge_agent.evaluation.datasets import people_and_strangers
 from edge_agent.types import RGBImage
 from edge_agent.vision.align import AlignmentModel
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.dlib_format import DlibReader
 from edge_agent.vision.shape_predictor import ShapePredictor
-from tests.conftest import people_and_strangers
 
 REPO = Path(__file__).resolve().parent.parent
 DAT = Path(face_recognition_models.pose_predictor_five_point_model_location())
