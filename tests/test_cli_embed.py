@@ -107,7 +107,9 @@ def test_a_face_turned_on_its_side_is_handled(tmp_path: Path, faces_dir: Path) -
 
     photo = faces_dir / "people" / "joe_biden" / "biden.jpg"
     rotated = tmp_path / "biden_on_its_side.jpg"
-    cv2.imwrite(str(rotated), cv2.rotate(cv2.imread(str(photo)), cv2.ROTATE_90_CLOCKWISE))
+    upright = cv2.imread(str(photo))
+    assert upright is not None
+    cv2.imwrite(str(rotated), cv2.rotate(upright, cv2.ROTATE_90_CLOCKWISE))
     result = run_cli("embed", "--json", rotated)
     assert result.returncode == 0, result.stderr
     (record,) = (json.loads(line) for line in result.stdout.splitlines())

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import ConfigError, load_settings
+from edge_agent.config import load_settings
+from edge_agent.errors import ConfigError
 from tests.clihelp import run_cli
 
 

@@ -18,7 +18,7 @@ Make = Callable[..., FaceDetector]
 
 # Measured on ../shared/faces/detection (9 photos, 43 labelled faces) at IoU >= 0.3 with
 # `edge-agent bench detect`; a drop of even one face fails, so a change that costs recall is seen.
-BASELINES = {
+BASELINES: dict[str, tuple[dict[str, object], int, int]] = {
     "full_range float32": ({"model": "full_range", "precision": "float32"}, 42, 0),
     "full_range int8": ({"model": "full_range", "precision": "int8"}, 42, 0),
     "short_range float32 2x2 tiles": ({"model": "short_range", "tiles": (2, 2)}, 42, 2),
@@ -54,7 +54,8 @@ def test_no_face_among_dogs(faces_dir: Path, make_detector: Make) -> None:
 
 def test_rgba_png_is_read_and_its_face_found(faces_dir: Path, make_detector: Make) -> None:
     path = faces_dir / "hard" / "32bit.png"
-    assert cv2.imread(str(path), cv2.IMREAD_UNCHANGED).shape[2] == 4
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert raw is not None and raw.shape[2] == 4
     image = read_image(path)
     assert image.shape[2] == 3
     faces = make_detector().detect(image)
@@ -79,7 +80,9 @@ def test_padding_to_other_aspect_ratio_keeps_the_box(
 ) -> None:
     """Extra black on the right or bottom must not move the face: boxes map back exactly."""
     image = read_image(faces_dir / "people" / "alex_lacamoire" / "img3.png")
-    padded = cv2.copyMakeBorder(image, 0, pad[0], 0, pad[1], cv2.BORDER_CONSTANT, value=0)
+    padded = np.asarray(
+        cv2.copyMakeBorder(image, 0, pad[0], 0, pad[1], cv2.BORDER_CONSTANT, value=0), np.uint8
+    )
     detector = make_detector()
     original, moved = detector.detect(image), detector.detect(padded)
     assert len(original) == len(moved) == 1

@@ -48,7 +48,10 @@ def _embedder(catalog: ModelCatalog, precision: str) -> FaceEmbedder:
 
 def _pair_distances(descriptors: npt.NDArray[np.float32]) -> npt.NDArray[np.float64]:
     rows, cols = np.triu_indices(len(descriptors), k=1)
-    return np.linalg.norm(descriptors[rows].astype(np.float64) - descriptors[cols], axis=1)
+    distances: npt.NDArray[np.float64] = np.linalg.norm(
+        descriptors[rows].astype(np.float64) - descriptors[cols], axis=1
+    )
+    return distances
 
 
 @pytest.mark.parametrize("precision", ["float32", "dyn8", "int8"])
@@ -85,4 +88,4 @@ def test_embedder_refuses_a_chip_of_the_wrong_shape(catalog: ModelCatalog, faces
     with pytest.raises(EdgeAgentError, match="150x150x3 uint8"):
         embedder.embed(photo)
     with pytest.raises(EdgeAgentError, match="150x150x3 uint8"):
-        embedder.embed(np.zeros((150, 150, 3), dtype=np.float32))  # type: ignore[arg-type]
+        embedder.embed(np.zeros((150, 150, 3), dtype=np.float32))

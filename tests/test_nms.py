@@ -44,4 +44,6 @@ def test_empty_and_mismatched_input() -> None:
     )
     assert boxes.shape == (0, 4) and keypoints.shape == (0, 6, 2) and scores.shape == (0,)
     with pytest.raises(ValueError, match="equally long"):
-        weighted_nms(np.zeros((2, 4), np.float32), np.zeros((1, 6, 2)), np.zeros(2), 0.3)
+        weighted_nms(
+            np.zeros((2, 4), np.float32), np.zeros((1, 6, 2), np.float32), np.zeros(2, np.float32), 0.3
+        )

@@ -29,7 +29,14 @@ def _face(detector: FaceDetector, image: RGBImage) -> Face:
 
 def _chip(image: RGBImage, face: Face) -> RGBImage:
     x0, y0, x1, y1 = (int(v) for v in face.box.as_list())
-    return cv2.resize(np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1]), (150, 150))
+    return as_rgb(cv2.resize(np.ascontiguousarray(image[max(0, y0) : y1, max(0, x0) : x1]), (150, 150)))
+
+
+def as_rgb(image: object) -> RGBImage:
+    """OpenCV's results are typed loosely; these are uint8 RGB pictures."""
+    array = np.asarray(image)
+    assert array.dtype == np.uint8
+    return array
 
 
 def test_a_frontal_well_lit_face_passes_the_default_gates(
@@ -49,7 +56,7 @@ def test_blur_lowers_sharpness_and_darkness_lowers_brightness(
     face = _face(make_detector(), biden)
     chip = _chip(biden, face)
     sharp = assess(face, chip)
-    blurred = assess(face, cv2.GaussianBlur(chip, (0, 0), 3))
+    blurred = assess(face, as_rgb(cv2.GaussianBlur(chip, (0, 0), 3)))
     dark = assess(face, (chip // 8).astype(np.uint8))
     assert blurred.sharpness < sharp.sharpness / 4
     assert dark.brightness < sharp.brightness / 4
@@ -66,7 +73,7 @@ def test_roll_follows_an_in_plane_rotation(
     h, w = biden.shape[:2]
     for degrees in (-20, 20):
         turn = cv2.getRotationMatrix2D((w / 2, h / 2), degrees, 1.0)  # positive: anticlockwise on screen
-        roll = head_pose(_face(detector, cv2.warpAffine(biden, turn, (w, h))))[1]
+        roll = head_pose(_face(detector, as_rgb(cv2.warpAffine(biden, turn, (w, h)))))[1]
         print(f"rotated {degrees}: roll {roll:.1f} (upright {upright:.1f})")
         # BlazeFace's eye keypoints are a few pixels off on small eyes: the tilt is found to ~10 degrees
         assert upright - roll == pytest.approx(degrees, abs=10)
@@ -84,7 +91,7 @@ def test_yaw_changes_sign_in_a_mirror(faces_dir: Path, make_detector: Callable[.
 
 
 def test_small_faces_fail_the_size_gate(biden: RGBImage, make_detector: Callable[..., FaceDetector]) -> None:
-    small = cv2.resize(biden, None, fx=0.12, fy=0.12, interpolation=cv2.INTER_AREA)
+    small = as_rgb(cv2.resize(biden, None, fx=0.12, fy=0.12, interpolation=cv2.INTER_AREA))
     face = _face(make_detector(), small)
     quality = assess(face, _chip(small, face))
     assert any(r.startswith("face ") for r in quality.failures(QualitySettings(min_face_px=40)))

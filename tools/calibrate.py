@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for entry in embedders:
         embedder = FaceEmbedder.for_file(catalog, entry, settings.runtime, target_fmr=None)
         descriptors = np.full((len(photos), embedder.spec.dimensions), np.nan, dtype=np.float32)
-        for i in np.flatnonzero(found):
-            descriptors[i] = embedder.embed(chips[i])
+        for index in np.flatnonzero(found):
+            descriptors[index] = embedder.embed(chips[index])
         impostor = all_pair_distances(descriptors[found], labels).impostor
         a, b = zip(*genuine_pairs, strict=True)
         genuine = paired_distances(descriptors[list(a)], descriptors[list(b)])
@@ -129,8 +129,8 @@ def round_up(value: float, digits: int) -> float:
     """`value` to `digits` significant digits, rounded up (an upper bound must stay an upper bound)."""
     if value <= 0:
         return 0.0
-    scale = 10 ** (digits - 1 - math.floor(math.log10(value)))
-    return math.ceil(value * scale) / scale
+    scale = 10.0 ** (digits - 1 - math.floor(math.log10(value)))
+    return float(math.ceil(value * scale) / scale)
 
 
 def _dataset_note(photos: int, with_face: int, genuine: int) -> str:

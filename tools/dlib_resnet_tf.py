@@ -80,7 +80,7 @@ def descriptor_function(net: DlibNet) -> Any:
     """A concrete tf.function: (1, size, size, 3) float32 RGB 0..255 → (1, 128) descriptor."""
     size = net.input_size
 
-    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="chip_rgb")])
+    @tf.function(input_signature=[tf.TensorSpec([1, size, size, 3], tf.float32, name="chip_rgb")])  # type: ignore[untyped-decorator]
     def descriptor(chip_rgb: Any) -> Any:
         return {"descriptor": apply_ops(net.ops, chip_rgb)}
 

@@ -85,8 +85,8 @@ def evaluate_set(
         every = describe_photos(pipeline, photos + strangers, cache, _progress)
         described[name] = every
         own = Described(every.photos[: len(photos)], every.descriptors[: len(photos)], every.seconds)
-        extra = every.descriptors[len(photos) :]
-        extra = extra[~np.isnan(extra[:, 0])] if len(extra) else None  # strangers with a face
+        rest = every.descriptors[len(photos) :]
+        extra = rest[~np.isnan(rest[:, 0])] if len(rest) else None  # strangers with a face
         results.append(accuracy_of(pipeline.name, own, DLIB_THRESHOLD, pairs, extra, identities_known))
         timing = f"{every.seconds / max(1, len(every.photos)) * 1000:.0f} ms per photo"
         notes.append(
