@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.cli_faces import add_face_commands, positive_int
+from edge_agent.cli_watchlist import add_watchlist_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
 from edge_agent.types import KEYPOINT_NAMES
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
         bench_parser.set_defaults(handler=handler)
 
     add_face_commands(commands)
+    add_watchlist_commands(commands)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")

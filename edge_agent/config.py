@@ -143,6 +143,30 @@ class QualitySettings(Section):
         return self
 
 
+HEX_KEY = r"^[0-9a-f]{64}$"
+
+
+class WatchlistSettings(Section):
+    path: Path = Field(
+        Path("edge-agent-data/watchlist.db"),
+        description="The watchlist database (SQLite); its vector index lives beside it in <path>.index/.",
+    )
+    index_dtype: Literal["f32", "f16", "i8"] = Field(
+        "f16",
+        description="Storage of vectors in the usearch index (search distances are then re-computed "
+        "exactly from SQLite's float32 templates).",
+    )
+    default_watchlist: str = Field("default", min_length=1, description="Watchlist name when none is given.")
+    search_k: int = Field(5, ge=1, le=100, description="How many subjects `watchlist search` lists.")
+    signing_key: Path | None = Field(
+        None, description="Ed25519 private key (PEM) that signs exported bundles (`watchlist keygen`)."
+    )
+    trusted_keys: list[Annotated[str, Field(pattern=HEX_KEY)]] = Field(
+        default_factory=list,
+        description="Ed25519 public keys (64 hex digits) whose bundles this device imports.",
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -165,6 +189,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = Field(default_factory=DetectorSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
+    watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
 
 
 def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settings]:

@@ -88,3 +88,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def project_descriptors(faces_dir: Path, catalog: ModelCatalog) -> dict[Path, npt.NDArray[np.float32]]:
+    """The project pipeline's descriptor of the largest face of every people/ and strangers/ photo."""
+    from edge_agent.capture.media import read_image
+    from edge_agent.config import load_settings
+    from edge_agent.vision.pipeline import FacePipeline
+
+    pipeline = FacePipeline.from_settings(load_settings(None, use_environment=False), catalog)
+    found = {}
+    for path in people_and_strangers(faces_dir):
+        described, _ = pipeline.describe_one(read_image(path), "largest")
+        assert described is not None, f"no face found in {path}"
+        found[path] = described.descriptor
+    return found

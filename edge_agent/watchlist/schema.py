@@ -1,0 +1,88 @@
+"""The watchlist's SQLite schema and its migrations (the database is the source of truth).
+
+`PRAGMA user_version` holds the schema version; `migrate` brings an older database up to date inside one
+transaction and refuses a newer one. Connections are opened in autocommit mode (`isolation_level=None`)
+and every write names its transaction explicitly. The audit table refuses UPDATE and DELETE (triggers);
+its rows are chained by hash (`edge_agent.watchlist.audit`). Times are UTC ISO-8601 strings
+(`2026-11-23T12:00:00+00:00`), so they sort and compare as text.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+from edge_agent.errors import EdgeAgentError
+
+SCHEMA_VERSION = 1
+
+
+_V1 = (
+    """CREATE TABLE subjects (
+        id TEXT PRIMARY KEY,
+        display_name TEXT NOT NULL,
+        watchlist TEXT NOT NULL,
+        reason TEXT NOT NULL CHECK (length(trim(reason)) > 0),
+        source TEXT NOT NULL CHECK (length(trim(source)) > 0),
+        created_by TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        status TEXT NOT NULL CHECK (status IN ('active', 'removed', 'expired'))
+    )""",
+    "CREATE INDEX subjects_status_expiry ON subjects (status, expires_at)",
+    """CREATE TABLE templates (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id TEXT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        quality REAL NOT NULL,
+        photo_sha256 TEXT NOT NULL CHECK (length(photo_sha256) = 64),
+        created_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX templates_subject ON templates (subject_id)",
+    "CREATE INDEX templates_model ON templates (model_id)",
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject_id TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+)
+
+
+def _create_v1(conn: sqlite3.Connection) -> None:
+    for statement in _V1:
+        conn.execute(statement)
+
+
+MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+
+
+def migrate(conn: sqlite3.Connection, path: str) -> int:
+    """Brings the database to SCHEMA_VERSION; returns the version it had before."""
+    (found,) = conn.execute("PRAGMA user_version").fetchone()
+    if found > SCHEMA_VERSION:
+        raise EdgeAgentError(
+            f"{path}: watchlist schema version {found} is newer than this edge-agent understands "
+            f"({SCHEMA_VERSION}); upgrade edge-agent"
+        )
+    if found == SCHEMA_VERSION:
+        return int(found)
+    conn.execute("BEGIN IMMEDIATE")  # the connection is in autocommit mode: one explicit transaction
+    try:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            MIGRATIONS[version](conn)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return int(found)

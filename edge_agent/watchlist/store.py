@@ -1,0 +1,385 @@
+"""The watchlist: SQLite (the source of truth, via sqlite-utils) plus a usearch index per embedding model.
+
+Every write is one SQLite transaction that also appends its audit row; the index is updated after the
+commit and saved atomically. A crash between the two leaves the index behind SQLite, which the next open
+detects (its keys differ from SQLite's template ids) and repairs by rebuilding the index from SQLite.
+Expired subjects never match, whether or not `purge_expired` has run.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import sqlite_utils
+
+from edge_agent.errors import EdgeAgentError
+from edge_agent.watchlist import audit
+from edge_agent.watchlist.index import IndexDtype, TemplateIndex
+from edge_agent.watchlist.records import Match, NewSubject, NewTemplate, Subject, utc_text
+from edge_agent.watchlist.schema import migrate
+
+Clock = Callable[[], datetime]
+F32 = npt.NDArray[np.float32]
+
+SUBJECT_QUERY = """
+    SELECT s.*, (SELECT count(*) FROM templates t WHERE t.subject_id = s.id) AS templates
+    FROM subjects s
+"""
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    subject: NewSubject
+    templates: tuple[NewTemplate, ...]
+    subject_id: str | None = None
+
+    def check(self, now: datetime, dimensions: int) -> None:
+        self.subject.check(now)
+        if not self.templates:
+            raise EdgeAgentError(f"subject {self.subject.display_name!r} has no face template")
+        for template in self.templates:
+            template.check(dimensions)
+
+
+@dataclass(frozen=True)
+class Stats:
+    subjects: dict[str, int]
+    live_subjects: int
+    templates: int
+    index_vectors: int
+    index_dtype: str
+    index_bytes_on_disk: int
+    audit_rows: int
+    audit_head: str
+
+
+class Watchlist:
+    """One watchlist database and the index of one embedding model's templates."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        path: Path,
+        model_id: str,
+        index: TemplateIndex,
+        clock: Clock,
+    ) -> None:
+        self.conn = conn
+        self.db = sqlite_utils.Database(conn)
+        self.path = path
+        self.model_id = model_id
+        self.index = index
+        self.clock = clock
+        self.notices: list[str] = []
+
+    # ---- opening ----------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        path: Path,
+        *,
+        model_id: str,
+        dimensions: int,
+        index_dtype: IndexDtype = "f16",
+        clock: Clock = utc_now,
+    ) -> Watchlist:
+        """Opens (creating if needed) the database and the model's index, repairing the index if it
+        disagrees with SQLite; what was repaired is in `notices`."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            conn = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            migrate(conn, str(path))
+        except sqlite3.DatabaseError as exc:
+            raise EdgeAgentError(f"{path}: not a usable watchlist database ({exc})") from None
+        index_path = index_path_for(path, model_id)
+        index = TemplateIndex.load(index_path, dimensions, index_dtype)
+        watchlist = cls(
+            conn, path, model_id, index or TemplateIndex.empty(index_path, dimensions, index_dtype), clock
+        )
+        watchlist._reconcile(found=index is not None)
+        return watchlist
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Watchlist:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _template_ids(self) -> set[int]:
+        rows = self.conn.execute("SELECT id FROM templates WHERE model_id = ?", (self.model_id,))
+        return {int(row[0]) for row in rows}
+
+    def _reconcile(self, found: bool) -> None:
+        expected = self._template_ids()
+        have = self.index.keys()
+        if have == expected and (found or not expected):
+            return
+        self.rebuild_index()
+        before = f"the index had {len(have)} vector(s)" if found else "there was no readable index"
+        self.notices.append(
+            f"watchlist index rebuilt from SQLite: {before}, SQLite has {len(expected)} template(s)"
+        )
+
+    def rebuild_index(self) -> None:
+        fresh = TemplateIndex.empty(self.index.path, self.index.dimensions, self.index.dtype)
+        rows = self.conn.execute(
+            "SELECT id, embedding FROM templates WHERE model_id = ? ORDER BY id", (self.model_id,)
+        ).fetchall()
+        if rows:
+            keys = np.array([row["id"] for row in rows], dtype=np.int64)
+            fresh.add(keys, np.stack([self._vector(row["embedding"]) for row in rows]))
+        fresh.save()
+        self.index = fresh
+
+    # ---- writing ------------------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One SQLite write transaction: everything inside it lands, or none of it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    def enroll(
+        self, subject: NewSubject, templates: Sequence[NewTemplate], subject_id: str | None = None
+    ) -> Subject:
+        """Adds a subject with its templates and the audit row, in one transaction."""
+        (enrolled,) = self.enroll_many([Enrolment(subject, tuple(templates), subject_id)])
+        return enrolled
+
+    def enroll_many(
+        self, enrolments: Sequence[Enrolment], action: str = "enroll", context: dict[str, Any] | None = None
+    ) -> list[Subject]:
+        """Adds several subjects in ONE transaction (all or none), an audit row each; `context` goes into
+        every audit row (e.g. the signer of an imported bundle)."""
+        now = self.clock()
+        for enrolment in enrolments:
+            enrolment.check(now, self.index.dimensions)
+        created = utc_text(now)
+        added: list[tuple[str, list[int], Enrolment]] = []
+        with self.transaction():
+            for enrolment in enrolments:
+                subject_id = enrolment.subject_id or f"s-{secrets.token_hex(6)}"
+                self._insert_subject(subject_id, enrolment.subject, created)
+                ids = [self._insert_template(subject_id, t, created) for t in enrolment.templates]
+                self._audit_enrolment(subject_id, ids, enrolment, action, context or {}, now)
+                added.append((subject_id, ids, enrolment))
+        for _, ids, enrolment in added:
+            self.index.add(
+                np.array(ids, dtype=np.int64), np.stack([t.embedding for t in enrolment.templates])
+            )
+        self.index.save()
+        return [self.subject(subject_id) for subject_id, _, _ in added]
+
+    def _audit_enrolment(
+        self,
+        subject_id: str,
+        ids: list[int],
+        enrolment: Enrolment,
+        action: str,
+        context: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        subject = enrolment.subject
+        audit.append(
+            self.conn,
+            actor=subject.created_by,
+            action=action,
+            subject_id=subject_id,
+            details={
+                **context,
+                "display_name": subject.display_name,
+                "watchlist": subject.watchlist,
+                "reason": subject.reason,
+                "source": subject.source,
+                "expires_at": utc_text(subject.expires_at),
+                "model_id": self.model_id,
+                "templates": [
+                    {"id": i, "photo_sha256": t.photo_sha256, "quality": round(t.quality, 4)}
+                    for i, t in zip(ids, enrolment.templates, strict=True)
+                ],
+            },
+            at=now,
+        )
+
+    def _insert_subject(self, subject_id: str, subject: NewSubject, created: str) -> None:
+        if self.conn.execute("SELECT 1 FROM subjects WHERE id = ?", (subject_id,)).fetchone():
+            raise EdgeAgentError(f"subject {subject_id} already exists")
+        self.db.table("subjects").insert(
+            {
+                "id": subject_id,
+                "display_name": subject.display_name.strip(),
+                "watchlist": subject.watchlist.strip(),
+                "reason": subject.reason.strip(),
+                "source": subject.source.strip(),
+                "created_by": subject.created_by.strip(),
+                "created_at": created,
+                "expires_at": utc_text(subject.expires_at),
+                "status": "active",
+            }
+        )
+
+    def _insert_template(self, subject_id: str, template: NewTemplate, created: str) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO templates (subject_id, model_id, embedding, quality, photo_sha256, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (
+                subject_id,
+                self.model_id,
+                template.embedding.astype("<f4").tobytes(),
+                float(template.quality),
+                template.photo_sha256,
+                created,
+            ),
+        )
+        assert cursor.lastrowid is not None
+        return int(cursor.lastrowid)
+
+    def remove(self, subject_id: str, actor: str, why: str) -> Subject:
+        """Removes a subject: its templates and index vectors go; the subject row stays as 'removed'."""
+        return self._retire(self.subject(subject_id), "removed", "remove", actor, {"why": why})
+
+    def purge_expired(self, actor: str) -> list[Subject]:
+        """Retires every subject whose expiry has passed: templates and vectors deleted, audit row each."""
+        now = utc_text(self.clock())
+        rows = self.conn.execute(
+            "SELECT id FROM subjects WHERE status = 'active' AND expires_at <= ? ORDER BY id", (now,)
+        ).fetchall()
+        return [self._retire(self.subject(row["id"]), "expired", "purge", actor, {}) for row in rows]
+
+    def _retire(
+        self, subject: Subject, status: str, action: str, actor: str, details: dict[str, Any]
+    ) -> Subject:
+        if subject.status != "active":
+            raise EdgeAgentError(f"subject {subject.id} is already {subject.status}")
+        ids = [
+            int(row[0])
+            for row in self.conn.execute("SELECT id FROM templates WHERE subject_id = ?", (subject.id,))
+        ]
+        with self.transaction():
+            self.conn.execute("DELETE FROM templates WHERE subject_id = ?", (subject.id,))
+            self.conn.execute("UPDATE subjects SET status = ? WHERE id = ?", (status, subject.id))
+            details = {**details, "display_name": subject.display_name, "templates_deleted": ids}
+            audit.append(
+                self.conn, actor=actor, action=action, subject_id=subject.id, details=details, at=self.clock()
+            )
+        self.index.remove(np.array(ids, dtype=np.int64))
+        self.index.save()
+        return self.subject(subject.id)
+
+    # ---- reading ------------------------------------------------------------------------------
+
+    def subject(self, subject_id: str) -> Subject:
+        row = self.conn.execute(f"{SUBJECT_QUERY} WHERE s.id = ?", (subject_id,)).fetchone()
+        if row is None:
+            raise EdgeAgentError(f"no subject with id {subject_id!r}")
+        return Subject.from_row(dict(row))
+
+    def subjects(self, include_inactive: bool = False) -> list[Subject]:
+        where = "" if include_inactive else "WHERE s.status = 'active'"
+        rows = self.conn.execute(f"{SUBJECT_QUERY} {where} ORDER BY s.created_at, s.id").fetchall()
+        return [Subject.from_row(dict(row)) for row in rows]
+
+    def templates(self, subject_id: str) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT id, model_id, quality, photo_sha256, created_at FROM templates WHERE subject_id = ? "
+            "ORDER BY id",
+            (subject_id,),
+        )
+        return [dict(row) for row in rows]
+
+    def search(self, probe: F32, k: int = 5) -> list[Match]:
+        """The `k` nearest live subjects, each by its best template, with exact float32 distances."""
+        if probe.ndim != 1 or probe.shape[0] != self.index.dimensions:
+            raise EdgeAgentError(
+                f"a probe must have {self.index.dimensions} values, got shape {tuple(probe.shape)}"
+            )
+        now = self.clock()
+        count = max(4 * k, 32)
+        while True:
+            keys, _ = self.index.search(probe, count)
+            matches = self._best_per_subject(probe, keys, now)
+            if len(matches) >= k or count >= len(self.index):
+                return matches[:k]
+            count *= 4
+
+    def _best_per_subject(self, probe: F32, keys: npt.NDArray[np.int64], now: datetime) -> list[Match]:
+        if len(keys) == 0:
+            return []
+        marks = ",".join("?" * len(keys))
+        rows = self.conn.execute(
+            f"SELECT t.id AS template_id, t.embedding, t.subject_id FROM templates t "
+            f"JOIN subjects s ON s.id = t.subject_id "
+            f"WHERE t.id IN ({marks}) AND s.status = 'active' AND s.expires_at > ?",
+            (*[int(key) for key in keys], utc_text(now)),
+        ).fetchall()
+        best: dict[str, tuple[float, int]] = {}
+        for row in rows:
+            distance = float(np.linalg.norm(self._vector(row["embedding"]).astype(np.float64) - probe))
+            current = best.get(row["subject_id"])
+            if current is None or distance < current[0]:
+                best[row["subject_id"]] = (distance, int(row["template_id"]))
+        ranked = sorted(best.items(), key=lambda item: item[1][0])
+        return [Match(self.subject(sid), template_id, distance) for sid, (distance, template_id) in ranked]
+
+    def _vector(self, blob: bytes) -> F32:
+        vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
+        if vector.shape[0] != self.index.dimensions:
+            raise EdgeAgentError(
+                f"{self.path}: a stored template has {vector.shape[0]} values, the model needs "
+                f"{self.index.dimensions}"
+            )
+        return vector
+
+    def stats(self) -> Stats:
+        by_status = {
+            row["status"]: int(row["n"])
+            for row in self.conn.execute("SELECT status, count(*) AS n FROM subjects GROUP BY status")
+        }
+        live = self.conn.execute(
+            "SELECT count(*) FROM subjects WHERE status = 'active' AND expires_at > ?",
+            (utc_text(self.clock()),),
+        ).fetchone()[0]
+        templates = self.conn.execute("SELECT count(*) FROM templates").fetchone()[0]
+        audit_rows = self.conn.execute("SELECT count(*) FROM audit").fetchone()[0]
+        on_disk = self.index.path.stat().st_size if self.index.path.is_file() else 0
+        return Stats(
+            subjects=by_status,
+            live_subjects=int(live),
+            templates=int(templates),
+            index_vectors=len(self.index),
+            index_dtype=self.index.dtype,
+            index_bytes_on_disk=on_disk,
+            audit_rows=int(audit_rows),
+            audit_head=audit.head(self.conn),
+        )
+
+
+def index_path_for(db_path: Path, model_id: str) -> Path:
+    """`watchlist.db` → `watchlist.db.index/<model id>.usearch`."""
+    return db_path.with_name(f"{db_path.name}.index") / f"{model_id}.usearch"
