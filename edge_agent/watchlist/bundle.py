@@ -128,13 +128,13 @@ def _publish(temporary: Path, path: Path) -> None:
     """A hard link appears atomically and fails if `path` exists (a rename would silently replace it);
     file systems without hard links (FAT) get a rename after one more existence check."""
     try:
-        os.link(temporary, path)
+        path.hardlink_to(temporary)
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
             raise
         if path.exists():
             raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
-        os.replace(temporary, path)
+        temporary.replace(path)
 
 
 def _fsync_directory(folder: Path) -> None:
@@ -155,7 +155,11 @@ def _refuse_overwrite(path: Path) -> BundleError:
 
 @dataclass(frozen=True, eq=False)
 class BundleTemplate:
-    """One embedding of a subject; `id` is the issuing device's template id (the importer assigns its own)."""
+    """One embedding of a subject; `id` is the issuing device's template id (the importer assigns its own).
+
+    Compared by value (the embedding with `np.array_equal`), so bundles compare equal after a round trip;
+    like any object holding an array it is not hashable.
+    """
 
     id: int
     quality: float
@@ -173,8 +177,6 @@ class BundleTemplate:
             other.created_at,
         )
         return same_fields and np.array_equal(self.embedding, other.embedding)
-
-    __hash__ = None  # type: ignore[assignment]  # holds an array: equal by value, not hashable
 
 
 @dataclass(frozen=True)
@@ -211,7 +213,9 @@ def write_bundle(bundle: Bundle, private_key: Ed25519PrivateKey) -> bytes:
     """The signed bundle file's bytes. Refuses (BundleError) data that `read_bundle` would refuse."""
     signer = public_key_hex(private_key)
     if bundle.signer and bundle.signer.strip().lower() != signer:
-        raise BundleError(f"cannot write bundle: it names signer {_short(bundle.signer)}, the key is {signer}")
+        raise BundleError(
+            f"cannot write bundle: it names signer {_short(bundle.signer)}, the key is {signer}"
+        )
     payload = _canonical(_payload_json(bundle)).encode()
     envelope = {
         "format": BUNDLE_FORMAT,
@@ -254,7 +258,9 @@ def _subject_json(subject: BundleSubject, dimensions: int) -> dict[str, object]:
 def _template_json(template: BundleTemplate, dimensions: int, where: str) -> dict[str, object]:
     embedding = np.asarray(template.embedding)
     if embedding.shape != (dimensions,):
-        raise BundleError(f"cannot write bundle: {where}: embedding shape {embedding.shape}, expected ({dimensions},)")
+        raise BundleError(
+            f"cannot write bundle: {where}: embedding shape {embedding.shape}, expected ({dimensions},)"
+        )
     if not np.isfinite(embedding).all() or not math.isfinite(template.quality):
         raise BundleError(f"cannot write bundle: {where}: NaN or infinite values")
     return {
@@ -338,7 +344,7 @@ def _check_signature(payload: bytes, signer: str, signature: str, trusted_keys: 
     trusted = {key.strip().lower() for key in trusted_keys}
     if public_key_hex(public_key) not in trusted:
         hint = "" if trusted else " (this device trusts no bundle keys)"
-        raise BundleError(f"bundle signed by untrusted key {_short(signer.strip().lower(), 16)}{hint}")
+        raise BundleError(f"bundle signed by untrusted key {public_key_hex(public_key)[:16]}…{hint}")
     try:
         raw_signature = bytes.fromhex(signature)
     except ValueError:
@@ -353,7 +359,9 @@ def _check_signature(payload: bytes, signer: str, signature: str, trusted_keys: 
 
 def _parse_payload(payload: bytes, signer: str, model_id: str, dimensions: int, now: datetime) -> Bundle:
     try:
-        fields = _Fields(json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant), "bundle payload")
+        fields = _Fields(
+            json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant), "bundle payload"
+        )
     except ValueError:
         raise BundleError("bundle payload is not valid JSON") from None
     bundle_model = fields.text("model_id")
@@ -365,7 +373,9 @@ def _parse_payload(payload: bytes, signer: str, model_id: str, dimensions: int, 
     expires_at = fields.time("expires_at")
     if _expired(expires_at, now):
         raise BundleError(f"bundle expired at {expires_at}")
-    subjects = tuple(_parse_subject(item, index, dimensions, now) for index, item in enumerate(fields.items("subjects"), 1))
+    subjects = tuple(
+        _parse_subject(item, index, dimensions, now) for index, item in enumerate(fields.items("subjects"), 1)
+    )
     _refuse_repeats(subjects)
     return Bundle(
         model_id=bundle_model,
