@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -258,8 +259,10 @@ def _bench_line(result: BenchResult) -> str:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.demo import default_kit, run_detection_demo, run_matching_demo
     from edge_agent.vision.pipeline import FacePipeline
+    from edge_agent.watchlist.store import Watchlist
 
-    pipeline = FacePipeline.from_settings(_settings(args))
+    settings = _settings(args)
+    pipeline = FacePipeline.from_settings(settings)
     detector = pipeline.detector
     kit = args.kit or default_kit()
     print(f"edge-agent demo: detector {detector.model_id}, kit {kit}")
@@ -279,11 +282,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         f"matching: {pipeline.embedder.model_id}, threshold {point.threshold:.3f} "
         f"(false-match rate {point.target_fmr:g}, calibration in models/manifest.toml)"
     )
-    for match in run_matching_demo(pipeline, kit):
-        print(
-            f"  {match.reference.name} in {match.clip.name}: matched in {match.frames_matched} of "
-            f"{match.frames_searched} frames searched, best distance {match.best_distance:.3f}"
-        )
+    with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as scratch:
+        spec = pipeline.embedder.spec
+        db = Path(scratch) / "watchlist.db"
+        with Watchlist.open(db, model_id=settings.embedder.model, dimensions=spec.dimensions) as watchlist:
+            print(f"  demo watchlist: {db} (deleted afterwards)")
+            for match in run_matching_demo(pipeline, watchlist, kit):
+                print(
+                    f"  {match.reference.name} in {match.clip.name}: matched in {match.frames_matched} of "
+                    f"{match.frames_searched} frames searched, best distance {match.best_distance:.3f}"
+                )
     return EXIT_OK
 
 

@@ -2,13 +2,16 @@
 
 It grows with the product; today it shows detection (faces per photo; for the clip, how many frames
 had faces and how fast the detector ran; annotated pictures go to the output folder) and matching: each
-photo's face searched for in the clip at the configured false-match rate.
+photo's face enrolled in a throw-away watchlist (a temporary folder) and the clip searched for it at the
+configured false-match rate.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +20,9 @@ from edge_agent.capture.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames
 from edge_agent.draw import draw_faces, save_jpeg
 from edge_agent.errors import EdgeAgentError
 from edge_agent.vision.detect import FaceDetector
-from edge_agent.vision.embed import distance
 from edge_agent.vision.pipeline import FacePipeline
+from edge_agent.watchlist.records import NewSubject, NewTemplate
+from edge_agent.watchlist.store import Watchlist
 
 
 @dataclass
@@ -78,27 +82,46 @@ class MatchSummary:
     best_distance: float
 
 
-def run_matching_demo(pipeline: FacePipeline, kit: Path, every: int = 5) -> list[MatchSummary]:
-    """Each kit photo's face is the (in-memory) reference; each clip is searched for it at the
-    configured false-match rate. Nothing is stored: this shows the embedder, not the watchlist."""
-    files = kit_files(kit)
-    references = []
-    for path in (p for p in files if p.suffix.lower() in IMAGE_SUFFIXES):
+def enrol_kit_photos(pipeline: FacePipeline, watchlist: Watchlist, kit: Path) -> dict[str, Path]:
+    """Each kit photo's face enrolled as a demo subject (expires in a day); subject id -> photo."""
+    now = watchlist.clock()
+    enrolled = {}
+    for path in (p for p in kit_files(kit) if p.suffix.lower() in IMAGE_SUFFIXES):
         described, _ = pipeline.describe_one(read_image(path), "largest")
-        if described is not None:
-            references.append((path, described.descriptor))
+        if described is None:
+            continue
+        subject = NewSubject(
+            path.stem, "demo", "demo enrolment", f"demo kit: {path.name}", "demo", now + timedelta(days=1)
+        )
+        template = NewTemplate(
+            described.descriptor, described.quality.score, hashlib.sha256(path.read_bytes()).hexdigest()
+        )
+        enrolled[watchlist.enroll(subject, [template]).id] = path
+    return enrolled
+
+
+def run_matching_demo(
+    pipeline: FacePipeline, watchlist: Watchlist, kit: Path, every: int = 5
+) -> list[MatchSummary]:
+    """The kit photos enrolled in `watchlist`, then every clip searched for them frame by frame at the
+    configured false-match rate."""
+    enrolled = enrol_kit_photos(pipeline, watchlist, kit)
     summaries = []
-    for clip in (p for p in files if p.suffix.lower() in VIDEO_SUFFIXES):
-        best = {path: np.inf for path, _ in references}
-        matched = dict.fromkeys(best, 0)
+    for clip in (p for p in kit_files(kit) if p.suffix.lower() in VIDEO_SUFFIXES):
+        best = dict.fromkeys(enrolled, np.inf)
+        matched = dict.fromkeys(enrolled, 0)
         frames = 0
         for frame in read_frames(clip, every):
             frames += 1
-            descriptors = [d.descriptor for d in pipeline.describe_all(frame.image)]
-            for path, reference in references:
-                distances = [distance(reference, d) for d in descriptors]
-                if distances:
-                    best[path] = min(best[path], min(distances))
-                    matched[path] += pipeline.embedder.is_match(min(distances))
-        summaries += [MatchSummary(path, clip, frames, matched[path], best[path]) for path, _ in references]
+            hits: set[str] = set()
+            for face in pipeline.describe_all(frame.image):
+                for match in watchlist.search(face.descriptor, k=len(enrolled)):
+                    best[match.subject.id] = min(best[match.subject.id], match.distance)
+                    if pipeline.embedder.is_match(match.distance):
+                        hits.add(match.subject.id)
+            for subject_id in hits:
+                matched[subject_id] += 1
+        summaries += [
+            MatchSummary(enrolled[sid], clip, frames, matched[sid], float(best[sid])) for sid in enrolled
+        ]
     return summaries

@@ -76,7 +76,7 @@ def load_private_key(path: Path) -> Ed25519PrivateKey:
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise BundleError(f"{path} is not an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path} holds a {type(key).__name__.lstrip('_')}, not an Ed25519 private key")
+        raise BundleError(f"{path} is not an Ed25519 private key ({type(key).__name__})")
     return key
 
 
