@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test test-slow lint bench-detect bench-embed eval calibrate models models-check clean
+.PHONY: demo test test-slow lint bench-detect bench-embed bench-watchlist eval calibrate models models-check clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -40,6 +40,9 @@ bench-detect: $(VENV)/.dev-installed
 
 bench-embed: $(VENV)/.dev-installed
 	$(BIN)/edge-agent bench embed
+
+bench-watchlist: $(VENV)/.dev-installed
+	$(BIN)/edge-agent bench watchlist --size 1000000
 
 # Accuracy of the project pipeline beside dlib's (people/ + strangers/, lfw-devtrain) -> docs/accuracy.md
 eval: $(VENV)/.dev-installed

@@ -94,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
         bench_parser.add_argument("--no-write", action="store_true", help="print only")
         bench_parser.set_defaults(handler=handler)
 
+    bench_watchlist = bench_commands.add_parser(
+        "watchlist", help="watchlist search at scale: usearch f32/f16/i8 beside numpy exact search"
+    )
+    bench_watchlist.add_argument("--faces", type=Path, default=_default_faces_dir())
+    bench_watchlist.add_argument("--size", type=positive_int, default=1_000_000, help="distractor vectors")
+    bench_watchlist.add_argument("--probes", type=positive_int, default=1000, help="random synthetic queries")
+    bench_watchlist.add_argument("--seed", type=int, default=0)
+    bench_watchlist.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
+    bench_watchlist.add_argument("--no-write", action="store_true", help="print only")
+    bench_watchlist.set_defaults(handler=_cmd_bench_watchlist)
+
     add_face_commands(commands)
     add_watchlist_commands(commands)
 
@@ -245,6 +256,20 @@ def _cmd_bench_embed(args: argparse.Namespace) -> int:
     body += bench.format_table(results, baseline, alignment, len(chips))
     if not args.no_write:
         write_section(args.output, "embed", body)
+        print(f"written to {args.output}")
+    return EXIT_OK
+
+
+def _cmd_bench_watchlist(args: argparse.Namespace) -> int:
+    from edge_agent.bench.watchlist import run_watchlist_bench
+    from edge_agent.bench.watchlist_report import format_table, write_report
+
+    result = run_watchlist_bench(
+        args.faces, args.size, args.probes, args.seed, progress=lambda line: print(line, file=sys.stderr)
+    )
+    print(format_table(result))
+    if not args.no_write:
+        write_report(result, args.output, f"edge-agent bench watchlist --size {args.size}")
         print(f"written to {args.output}")
     return EXIT_OK
 

@@ -153,8 +153,9 @@ class WatchlistSettings(Section):
     )
     index_dtype: Literal["f32", "f16", "i8"] = Field(
         "f16",
-        description="Storage of vectors in the usearch index (search distances are then re-computed "
-        "exactly from SQLite's float32 templates).",
+        description="Storage of vectors in the usearch index; distances are always re-computed exactly "
+        "from SQLite's float32 templates. i8 is not recommended: usearch normalises i8 vectors to unit "
+        "length, so its candidates are found by angle, not Euclidean distance (docs/benchmarks.md).",
     )
     default_watchlist: str = Field("default", min_length=1, description="Watchlist name when none is given.")
     search_k: int = Field(5, ge=1, le=100, description="How many subjects `watchlist search` lists.")
