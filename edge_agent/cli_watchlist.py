@@ -113,16 +113,19 @@ def _actor(args: argparse.Namespace) -> str:
     return str(args.by or getpass.getuser())
 
 
-def open_watchlist(settings: Settings) -> Watchlist:
-    """The configured watchlist for the configured embedder's model; repairs are printed on stderr."""
-    from edge_agent.vision.manifest import ModelCatalog
+def open_watchlist(settings: Settings, dimensions: int | None = None) -> Watchlist:
+    """The configured watchlist for the configured embedder's model; repairs are printed on stderr.
+    `dimensions` comes from an embedder already loaded; without it the manifest is read for it."""
+    if dimensions is None:
+        from edge_agent.vision.manifest import ModelCatalog
 
-    catalog = ModelCatalog.load(settings.models_dir)
-    spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
+        catalog = ModelCatalog.load(settings.models_dir)
+        spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
+        dimensions = spec.dimensions
     watchlist = Watchlist.open(
         settings.watchlist.path,
         model_id=settings.embedder.model,
-        dimensions=spec.dimensions,
+        dimensions=dimensions,
         index_dtype=settings.watchlist.index_dtype,
     )
     for notice in watchlist.notices:
@@ -136,6 +139,7 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from edge_agent.capture.media import read_image
+    from edge_agent.vision.pick import pick_detection
     from edge_agent.vision.pipeline import FacePipeline
 
     settings = _settings(args)
@@ -152,20 +156,22 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
     pipeline = FacePipeline.from_settings(settings)
     templates = []
     for photo in args.photos:
-        faces = pipeline.describe_all(read_image(photo))
+        image = read_image(photo)
+        faces = pipeline.detector.detect(image)
         if not faces:
             raise EdgeAgentError(f"{photo}: no face found; nothing enrolled")
         if len(faces) > 1 and args.face != "largest":
             raise EdgeAgentError(
                 f"{photo}: {len(faces)} faces found; crop the photo or pass --face largest; nothing enrolled"
             )
-        face = max(faces, key=lambda f: f.face.box.area)
+        # only the face enrolled is aligned and embedded
+        face = pipeline.describe_face(image, pick_detection(faces, image, "largest"))
         failures = face.quality.failures(settings.quality)
         if failures:
             raise EdgeAgentError(f"{photo}: face quality too low ({'; '.join(failures)}); nothing enrolled")
         digest = hashlib.sha256(photo.read_bytes()).hexdigest()
         templates.append(NewTemplate(face.descriptor, face.quality.score, digest))
-    with open_watchlist(settings) as watchlist:
+    with open_watchlist(settings, pipeline.embedder.spec.dimensions) as watchlist:
         enrolled = watchlist.enroll(subject, templates)
     print(
         f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
@@ -233,11 +239,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     faces = pipeline.describe_all(read_image(args.photo))
     if not faces:
         raise EdgeAgentError(f"{args.photo}: no face found")
-    from edge_agent.vision.manifest import ModelCatalog
-
-    calibration = ModelCatalog.load(settings.models_dir).calibration_for(pipeline.embedder.model)
+    thresholds = pipeline.embedder.calibration.thresholds if pipeline.embedder.calibration else ()
     threshold = pipeline.embedder.threshold
-    with open_watchlist(settings) as watchlist:
+    with open_watchlist(settings, pipeline.embedder.spec.dimensions) as watchlist:
         for number, face in enumerate(faces, start=1):
             matches = watchlist.search(face.descriptor, args.k or settings.watchlist.search_k)
             box = [round(v) for v in face.face.box.as_list()]
@@ -248,7 +252,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
                     "watchlist": m.subject.watchlist,
                     "distance": round(m.distance, 4),
                     "match": m.distance < threshold,
-                    "strictest_fmr": _strictest_fmr(calibration.thresholds, m.distance),
+                    "strictest_fmr": _strictest_fmr(thresholds, m.distance),
                 }
                 for m in matches
             ]

@@ -22,7 +22,7 @@ from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.manifest import ModelCatalog
-from edge_agent.vision.pick import pick_face
+from edge_agent.vision.pick import pick_detection
 from edge_agent.vision.pipeline import FacePipeline
 
 
@@ -87,8 +87,7 @@ def run_alignment(photos: Sequence[Path], rounds: int) -> EmbedResult:
         image = read_image(path)
         found = pipeline.detector.detect(image)
         if found:
-            rects = [(f.box.x0, f.box.y0, f.box.x1, f.box.y1) for f in found]
-            faces.append((image, found[pick_face(rects, image.shape[1], image.shape[0], "largest")]))
+            faces.append((image, pick_detection(found, image, "largest")))
     ms = time_per_frame(lambda pair: pipeline.aligner.align(*pair), faces, rounds)
     return EmbedResult("alignment: 5-point landmarks + chip (numpy/OpenCV)", 1, ms, None)
 

@@ -48,20 +48,18 @@ class DlibPipeline:
         self._predictor = dlib.shape_predictor(frm.pose_predictor_five_point_model_location())
         self._net = dlib.face_recognition_model_v1(frm.face_recognition_model_location())
 
-    def faces(self, image: RGBImage) -> list[DlibFace]:
-        found = []
-        for rect in self._detector(image, self._upsample):
-            shape = self._predictor(image, rect)
-            points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
-            chip = np.asarray(self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING), dtype=np.uint8)
-            found.append(DlibFace((rect.left(), rect.top(), rect.right(), rect.bottom()), points, chip))
-        return found
-
     def face(self, image: RGBImage, pick: Pick = "centre") -> DlibFace | None:
-        found = self.faces(image)
-        if not found:
+        """The chosen face (nearest the centre, or largest) with its landmarks and chip; the others
+        are not aligned at all."""
+        rects = list(self._detector(image, self._upsample))
+        if not rects:
             return None
-        return found[pick_face([f.rect for f in found], image.shape[1], image.shape[0], pick)]
+        corners = [(r.left(), r.top(), r.right(), r.bottom()) for r in rects]
+        chosen = pick_face(corners, image.shape[1], image.shape[0], pick)
+        shape = self._predictor(image, rects[chosen])
+        points = np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+        chip = np.asarray(self._dlib.get_face_chip(image, shape, CHIP_SIZE, CHIP_PADDING), dtype=np.uint8)
+        return DlibFace(corners[chosen], points, chip)
 
     def describe_chip(self, chip: RGBImage) -> npt.NDArray[np.float32]:
         return np.asarray(self._net.compute_face_descriptor(chip), dtype=np.float32)

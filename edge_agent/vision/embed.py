@@ -14,7 +14,7 @@ import numpy.typing as npt
 
 from edge_agent.config import EmbedderSettings, RuntimeSettings
 from edge_agent.errors import EdgeAgentError, ModelError
-from edge_agent.vision.manifest import EmbedderSpec, FmrThreshold, ModelCatalog, ModelFile
+from edge_agent.vision.manifest import Calibration, EmbedderSpec, FmrThreshold, ModelCatalog, ModelFile
 from edge_agent.vision.runtime import Interpreter, load_interpreter
 
 Descriptor = npt.NDArray[np.float32]
@@ -29,11 +29,13 @@ class FaceEmbedder:
         model: ModelFile,
         interpreter: Interpreter,
         operating_point: FmrThreshold | None,
+        calibration: Calibration | None = None,
     ) -> None:
         self.spec = spec
         self.model = model
         self._interpreter = interpreter
         self._operating_point = operating_point
+        self.calibration = calibration  # every calibrated rate of this build, for reporting
         inputs = interpreter.get_input_details()
         outputs = interpreter.get_output_details()
         if len(inputs) != 1 or len(outputs) != 1:
@@ -65,9 +67,10 @@ class FaceEmbedder:
         if model.embedder is None:
             raise ModelError(f"{model.file} is not an embedder")
         spec = catalog.manifest.embedders[model.embedder]
-        point = None if target_fmr is None else catalog.calibration_for(model).for_target(target_fmr)
+        calibration = None if target_fmr is None else catalog.calibration_for(model)
+        point = None if calibration is None or target_fmr is None else calibration.for_target(target_fmr)
         interpreter = load_interpreter(catalog.path_of(model), runtime.threads, runtime.backend)
-        return cls(spec, model, interpreter, point)
+        return cls(spec, model, interpreter, point, calibration)
 
     @property
     def model_id(self) -> str:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Literal
 
+from edge_agent.types import Face, RGBImage
+
 Pick = Literal["centre", "largest"]
 Rect = tuple[float, float, float, float]  # left, top, right, bottom
 
@@ -22,3 +24,9 @@ def pick_face(rects: Sequence[Rect], width: int, height: int, pick: Pick) -> int
         return ((left + right) / 2 - width / 2) ** 2 + ((top + bottom) / 2 - height / 2) ** 2
 
     return min(range(len(rects)), key=centre_distance)
+
+
+def pick_detection(faces: Sequence[Face], image: RGBImage, pick: Pick) -> Face:
+    """The detected face to use in `image` (see `pick_face`)."""
+    rects = [(f.box.x0, f.box.y0, f.box.x1, f.box.y1) for f in faces]
+    return faces[pick_face(rects, image.shape[1], image.shape[0], pick)]

@@ -20,7 +20,7 @@ from edge_agent.vision.align import AlignmentModel, chip_transform, extract_chip
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.embed import Descriptor, FaceEmbedder
 from edge_agent.vision.manifest import EmbedderSpec, ModelCatalog
-from edge_agent.vision.pick import Pick, pick_face
+from edge_agent.vision.pick import Pick, pick_detection
 from edge_agent.vision.quality import FaceQuality, assess
 from edge_agent.vision.shape_predictor import ShapePredictor
 
@@ -139,9 +139,7 @@ class FacePipeline:
         faces = self.detector.detect(image)
         if not faces:
             return None, 0
-        rects = [(f.box.x0, f.box.y0, f.box.x1, f.box.y1) for f in faces]
-        chosen = faces[pick_face(rects, image.shape[1], image.shape[0], pick)]
-        return self.describe_face(image, chosen), len(faces)
+        return self.describe_face(image, pick_detection(faces, image, pick)), len(faces)
 
     def describe(self, image: RGBImage) -> Descriptor | None:
         """The descriptor of the face nearest the centre (the evaluation protocol), or None."""

@@ -262,7 +262,7 @@ class Watchlist:
 
     def remove(self, subject_id: str, actor: str, why: str) -> Subject:
         """Removes a subject: its templates and index vectors go; the subject row stays as 'removed'."""
-        return self._retire(self.subject(subject_id), "removed", "remove", actor, {"why": why})
+        return self._retire(subject_id, "removed", "remove", actor, {"why": why})
 
     def purge_expired(self, actor: str) -> list[Subject]:
         """Retires every subject whose expiry has passed: templates and vectors deleted, audit row each."""
@@ -270,18 +270,21 @@ class Watchlist:
         rows = self.conn.execute(
             "SELECT id FROM subjects WHERE status = 'active' AND expires_at <= ? ORDER BY id", (now,)
         ).fetchall()
-        return [self._retire(self.subject(row["id"]), "expired", "purge", actor, {}) for row in rows]
+        return [self._retire(row["id"], "expired", "purge", actor, {}) for row in rows]
 
     def _retire(
-        self, subject: Subject, status: str, action: str, actor: str, details: dict[str, Any]
+        self, subject_id: str, status: str, action: str, actor: str, details: dict[str, Any]
     ) -> Subject:
-        if subject.status != "active":
-            raise EdgeAgentError(f"subject {subject.id} is already {subject.status}")
-        ids = [
-            int(row[0])
-            for row in self.conn.execute("SELECT id FROM templates WHERE subject_id = ?", (subject.id,))
-        ]
+        """Status check, template deletion and audit row in one write transaction, so two processes
+        retiring the same subject cannot both do it."""
         with self.transaction():
+            subject = self.subject(subject_id)
+            if subject.status != "active":
+                raise EdgeAgentError(f"subject {subject.id} is already {subject.status}")
+            ids = [
+                int(row[0])
+                for row in self.conn.execute("SELECT id FROM templates WHERE subject_id = ?", (subject.id,))
+            ]
             self.conn.execute("DELETE FROM templates WHERE subject_id = ?", (subject.id,))
             self.conn.execute("UPDATE subjects SET status = ? WHERE id = ?", (status, subject.id))
             details = {**details, "display_name": subject.display_name, "templates_deleted": ids}
