@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -168,6 +176,157 @@ class WatchlistSettings(Section):
     )
 
 
+IDENTIFIER = r"^[A-Za-z0-9_.-]+$"
+
+
+class CameraSettings(Section):
+    """The frame source the live agent (`edge-agent run`) watches."""
+
+    id: str = Field("cam-1", min_length=1, max_length=64, pattern=IDENTIFIER, description="Camera name in events.")
+    source: str = Field(
+        "0",
+        min_length=1,
+        description="What to open: a V4L2 device number or path (0, /dev/video0), an rtsp:// or http:// URL, "
+        "or a video file.",
+    )
+    kind: Literal["auto", "file", "stream"] = Field(
+        "auto",
+        description="file: a clip read to its end, every frame, then a clean exit; stream: a live camera, "
+        "reopened with backoff when it fails or ends, newest frame wins. auto: file for an existing file.",
+    )
+    loop: bool = Field(False, description="Files only: start again at the end (demos and soak runs).")
+    realtime: bool = Field(
+        False,
+        description="Files only: deliver frames at the clip's own rate and drop what inference cannot "
+        "keep up with, like a camera (default: every frame, as fast as inference goes).",
+    )
+    reconnect_min_s: float = Field(0.5, gt=0.0, le=60.0, description="First wait before reopening a camera.")
+    reconnect_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reopen tries.")
+
+    @model_validator(mode="after")
+    def _backoff_range(self) -> CameraSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        return self
+
+
+class TrackingSettings(Section):
+    """How detections become tracks and when a track's face is embedded."""
+
+    min_iou: float = Field(0.3, ge=0.0, lt=1.0, description="Overlap that continues a track.")
+    max_centre_shift: float = Field(
+        0.6,
+        gt=0.0,
+        le=5.0,
+        description="Without overlap, a detection continues a track if its centre moved less than this "
+        "many box widths (fast walkers, low frame rates).",
+    )
+    max_missed_s: float = Field(1.0, gt=0.0, le=60.0, description="A track unseen this long has ended.")
+    embed_interval_s: float = Field(
+        0.25,
+        ge=0.0,
+        le=60.0,
+        description="Least time between two embeddings of one track unless its quality improves.",
+    )
+    min_quality_gain: float = Field(
+        0.05, ge=0.0, le=1.0, description="Quality-score rise that earns an embedding before the interval."
+    )
+    max_tracks: int = Field(32, ge=1, le=1000, description="Most tracks followed at once (largest faces win).")
+
+
+class DecisionSettings(Section):
+    """The temporal vote: a match needs k of a track's last n embeddings to agree."""
+
+    k: int = Field(3, ge=1, le=100, description="Embeddings that must agree on the same subject.")
+    n: int = Field(5, ge=1, le=100, description="How many of a track's latest embeddings are counted.")
+    cooldown_s: float = Field(
+        60.0,
+        ge=0.0,
+        le=86400.0,
+        description="After an event for a subject, no other event for that subject from this camera for this "
+        "long (a track gives at most one event per subject anyway).",
+    )
+
+    @model_validator(mode="after")
+    def _k_within_n(self) -> DecisionSettings:
+        if self.k > self.n:
+            raise ValueError(f"k ({self.k}) must not exceed n ({self.n})")
+        return self
+
+
+class EventSettings(Section):
+    """The durable outbox of match events and the reviewer's copy of each sent match."""
+
+    path: Path = Field(Path("edge-agent-data/events.db"), description="Outbox and review store (SQLite).")
+    outbox_max_events: int = Field(
+        10000, ge=1, description="Most unsent messages kept; past it the oldest is dropped and counted."
+    )
+    outbox_max_age_s: float = Field(
+        7 * 86400.0, gt=0.0, description="Unsent messages older than this are dropped and counted."
+    )
+    review_days: float = Field(
+        30.0,
+        ge=0.0,
+        le=3650.0,
+        description="How long a sent match (event + matched face's embedding, never the frame) is kept for "
+        "reviewer feedback before it is deleted.",
+    )
+    face_crop: bool = Field(False, description="Attach a JPEG of the matched face crop for the reviewer.")
+    face_crop_quality: int = Field(85, ge=10, le=100, description="JPEG quality of that crop.")
+    drain_timeout_s: float = Field(
+        10.0, ge=0.0, le=3600.0, description="On shutdown, how long to wait for unsent events to be acked."
+    )
+
+
+class MqttSettings(Section):
+    host: str = Field("localhost", min_length=1, description="Broker host name or address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    client_id: str | None = Field(None, description="MQTT client id (default: edge-agent-<device_id>).")
+    username: str | None = Field(None, description="Broker user name.")
+    password: SecretStr | None = Field(None, description="Broker password (prefer the environment).")
+    tls: bool = Field(False, description="Connect with TLS (on by itself when ca_file is set).")
+    ca_file: Path | None = Field(None, description="CA certificate(s) (PEM) the broker's certificate must chain to.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
+    topic_prefix: str = Field(
+        "edge-agent",
+        min_length=1,
+        pattern=r"^[^#+]+$",
+        description="Topics are <prefix>/<device_id>/events/match, .../status, .../health.",
+    )
+    keepalive_s: int = Field(30, ge=5, le=3600, description="MQTT keep-alive.")
+    reconnect_min_s: float = Field(1.0, gt=0.0, le=60.0, description="First wait before reconnecting.")
+    reconnect_max_s: float = Field(60.0, gt=0.0, le=3600.0, description="Longest wait between reconnects.")
+    max_inflight: int = Field(20, ge=1, le=1000, description="Events published and not yet acknowledged.")
+    health_interval_s: float = Field(30.0, ge=1.0, le=86400.0, description="Period of the health message.")
+    home_assistant: bool = Field(False, description="Publish Home Assistant MQTT discovery for the sensors.")
+    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant discovery prefix.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSettings:
+        if self.reconnect_min_s > self.reconnect_max_s:
+            raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together")
+        if self.password is not None and self.username is None:
+            raise ValueError("a password needs a username")
+        for name in ("ca_file", "cert_file", "key_file"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise ValueError(f"{name} {path} is not a file")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.ca_file is not None
+
+
+class ServiceSettings(Section):
+    purge_interval_s: float = Field(
+        3600.0, ge=1.0, description="How often expired subjects and old review records are deleted."
+    )
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -191,6 +350,12 @@ class Settings(BaseSettings):
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     quality: QualitySettings = Field(default_factory=QualitySettings)
     watchlist: WatchlistSettings = Field(default_factory=WatchlistSettings)
+    camera: CameraSettings = Field(default_factory=CameraSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    decision: DecisionSettings = Field(default_factory=DecisionSettings)
+    events: EventSettings = Field(default_factory=EventSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
 
 def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settings]:

@@ -108,3 +108,42 @@ class Frame:
     @property
     def width(self) -> int:
         return int(self.image.shape[1])
+
+
+@dataclass(frozen=True, slots=True)
+class TrackedFace:
+    """A detected face with the track it belongs to (the same person across frames)."""
+
+    track_id: int
+    face: Face
+    hits: int  # frames in which this track has been detected so far, this one included
+
+    def __post_init__(self) -> None:
+        if self.track_id < 1 or self.hits < 1:
+            raise ValueError(f"track ids and hit counts start at 1, got {self.track_id} and {self.hits}")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One embedding of a track and the nearest live watchlist subject for it.
+
+    `subject_id` is None when the watchlist holds nobody; `distance` is then infinite. Whether the
+    distance is under the calibrated threshold is the decision stage's business, not the matcher's.
+    """
+
+    track_id: int
+    captured_at: datetime
+    subject_id: str | None
+    watchlist: str | None
+    distance: float
+    template_id: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.subject_id is None) != (self.watchlist is None):
+            raise ValueError("subject_id and watchlist are both set or both None")
+        if self.subject_id is None and self.distance != float("inf"):
+            raise ValueError("a candidate without a subject has an infinite distance")
+        if not self.distance >= 0.0:
+            raise ValueError(f"distance must be >= 0, got {self.distance}")
+        if self.captured_at.tzinfo is None:
+            raise ValueError("captured_at must be timezone-aware")

@@ -1,0 +1,1 @@
+"""Match events: their schema, the durable outbox and the MQTT publisher."""

@@ -1,0 +1,180 @@
+"""The payloads the agent publishes, as versioned pydantic models; their JSON Schemas are generated here.
+
+A payload names its own schema (`"schema": "edge-agent.match/1"`), so a subscriber can refuse what it
+does not understand. A breaking change bumps the number; adding an optional field does not.
+Subscribers deduplicate match events by `event_id`: the outbox re-sends an event until the broker
+acknowledges it, so the same event may arrive more than once, never with different content.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from edge_agent.files import atomic_write_bytes
+
+MATCH_SCHEMA = "edge-agent.match/1"
+STATUS_SCHEMA = "edge-agent.status/1"
+HEALTH_SCHEMA = "edge-agent.health/1"
+
+
+def _utc(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError("times must carry a time zone (RFC 3339)")
+    return moment.astimezone(UTC)
+
+
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+Name = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class Payload(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    def to_json(self) -> bytes:
+        return self.model_dump_json(exclude_none=True, by_alias=True).encode()
+
+
+class Models(Payload):
+    detector: Name
+    embedder: Name
+
+
+class FalseMatchRate(Payload):
+    """The calibrated false-match rate of the threshold the distance was compared with."""
+
+    target: float = Field(gt=0.0, lt=1.0, description="The configured false-match rate.")
+    upper_95: float = Field(
+        ge=0.0, le=1.0, description="One-sided 95% Clopper-Pearson upper bound measured at the threshold."
+    )
+    calibrated_on: str = Field(description="The data set the threshold was measured on.")
+
+
+class Quality(Payload):
+    face_px: float = Field(ge=0.0)
+    sharpness: float = Field(ge=0.0)
+    yaw_deg: float
+    roll_deg: float
+    brightness: float = Field(ge=0.0, le=255.0)
+    score: float = Field(ge=0.0, le=1.0)
+
+
+class MatchEvent(Payload):
+    """One decided watchlist match: a lead for a person to review, never an identification."""
+
+    schema_: Literal["edge-agent.match/1"] = Field(MATCH_SCHEMA, alias="schema")
+    event_id: UUID = Field(description="Idempotency key: re-sends carry the same id.")
+    device_id: Name
+    camera_id: Name
+    captured_at: UtcTime = Field(description="Time of the frame with the best agreeing embedding.")
+    decided_at: UtcTime = Field(description="When the agent decided and stored the event (before sending).")
+    subject_id: Name
+    watchlist: Name
+    distance: float = Field(ge=0.0, description="Euclidean distance of the best agreeing embedding.")
+    threshold: float = Field(gt=0.0, description="Distances below this count as a match.")
+    false_match_rate: FalseMatchRate
+    frames_agreeing: int = Field(ge=1, description="Embeddings of the track that agreed on this subject.")
+    frames_seen: int = Field(ge=1, description="Embeddings of the track counted in the vote.")
+    track_id: int = Field(ge=1)
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in frame pixels.")
+    frame_size: tuple[int, int] = Field(description="Width, height of the frame.")
+    quality: Quality
+    models: Models
+    agent_version: str
+    review_required: Literal[True] = True
+    face_jpeg: str | None = Field(
+        None, description="Base64 JPEG of the matched face crop (only when events.face_crop is on)."
+    )
+
+
+class StatusMessage(Payload):
+    """Retained on `<prefix>/<device>/status`; the broker publishes the `offline` one as the last will."""
+
+    schema_: Literal["edge-agent.status/1"] = Field(STATUS_SCHEMA, alias="schema")
+    device_id: Name
+    state: Literal["online", "offline"]
+    at: UtcTime | None = Field(None, description="When the state was set (absent in the last will).")
+    agent_version: str
+    camera_id: Name | None = None
+    models: Models | None = None
+
+
+class Latency(Payload):
+    p50_ms: float = Field(ge=0.0)
+    p95_ms: float = Field(ge=0.0)
+    count: int = Field(ge=0, description="Samples in the window the percentiles are taken over.")
+
+
+class CameraHealth(Payload):
+    state: Literal["starting", "streaming", "reconnecting", "ended"]
+    frames: int = Field(ge=0, description="Frames read since start.")
+    frames_dropped: int = Field(ge=0, description="Frames replaced in the one-slot buffer before inference.")
+    reconnects: int = Field(ge=0)
+    last_error: str | None = None
+
+
+class OutboxHealth(Payload):
+    depth: int = Field(ge=0, description="Messages stored and not yet acknowledged by the broker.")
+    dropped: int = Field(ge=0, description="Messages dropped past the outbox's bounds since it was created.")
+    oldest_age_s: float | None = Field(None, ge=0.0)
+
+
+class Counters(Payload):
+    """Aggregate counts only: no per-person record of anyone who did not match."""
+
+    frames: int = Field(ge=0)
+    faces_seen: int = Field(ge=0)
+    tracks: int = Field(ge=0)
+    embeddings: int = Field(ge=0)
+    matches: int = Field(ge=0)
+
+
+class HealthMessage(Payload):
+    schema_: Literal["edge-agent.health/1"] = Field(HEALTH_SCHEMA, alias="schema")
+    device_id: Name
+    camera_id: Name
+    at: UtcTime
+    uptime_s: float = Field(ge=0.0)
+    fps: float = Field(ge=0.0, description="Frames through inference per second, over the last interval.")
+    camera: CameraHealth
+    latency: dict[str, Latency] = Field(description="Per stage, and frame → publish for match events.")
+    outbox: OutboxHealth
+    counters: Counters
+    last_match_at: UtcTime | None = Field(None, description="Decision time of the latest match event.")
+    cpu_temp_c: float | None = None
+    rss_mib: float | None = None
+
+
+PAYLOADS: dict[str, type[Payload]] = {
+    "match": MatchEvent,
+    "status": StatusMessage,
+    "health": HealthMessage,
+}
+
+
+def json_schema(kind: str) -> dict[str, object]:
+    model = PAYLOADS[kind]
+    schema = model.model_json_schema(by_alias=True, mode="serialization")
+    schema["$id"] = f"https://edge-agent.invalid/schema/{kind}.schema.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
+
+
+def schema_text(kind: str) -> str:
+    return json.dumps(json_schema(kind), indent=2, sort_keys=True) + "\n"
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    """`<kind>.schema.json` for each payload, written atomically; returns the paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for kind in PAYLOADS:
+        target = folder / f"{kind}.schema.json"
+        atomic_write_bytes(target, schema_text(kind).encode())
+        written.append(target)
+    return written
