@@ -1,0 +1,115 @@
+"""The decision stage: a watchlist match is reported only when several embeddings of one track agree.
+
+One embedding under the threshold is not enough: a blurred or half-turned shot of a stranger can land close
+to somebody on the list. The vote asks for k of a track's last n embeddings to name the same subject under
+the calibrated threshold, and then reports that (track, subject) once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Generic, TypeVar
+
+from edge_agent.config import DecisionSettings
+from edge_agent.types import Candidate
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Decision(Generic[T]):
+    """A decided match: k of the track's last n embeddings named this subject under the threshold."""
+
+    track_id: int
+    subject_id: str
+    watchlist: str
+    distance: float  # best (smallest) among the agreeing embeddings
+    frames_agreeing: int  # agreeing embeddings in the window
+    frames_seen: int  # embeddings in the window (<= n)
+    best: Candidate  # the agreeing candidate with the smallest distance
+    best_item: T  # what the caller attached to that candidate (the described face)
+
+
+class TemporalVote(Generic[T]):
+    """k of the last n embeddings of a track must name the same subject under the calibrated threshold.
+
+    State is kept per live track only (its window and the subjects it has decided) and is dropped by
+    `forget` when the track ends, so nothing of a person who did not match outlives their track. Across
+    tracks only the time of each subject's last decision is kept, for the cooldown.
+    """
+
+    def __init__(self, settings: DecisionSettings, threshold: float) -> None:
+        self.settings = settings
+        self.threshold = _checked(threshold)
+        self._windows: dict[int, deque[tuple[Candidate, T]]] = {}
+        self._decided: dict[int, set[str]] = {}  # track id → subjects decided in it (event or cooled down)
+        self._last_event: dict[str, datetime] = {}  # subject → frame time of its last decision
+
+    def add(self, candidate: Candidate, item: T) -> Decision[T] | None:
+        """Count one embedding of a track; a `Decision` the first time k in its window agree on a subject.
+
+        No decision when (track, subject) was already decided, or when the subject had a decision (from any
+        track) less than `cooldown_s` of frame time before `candidate.captured_at`. A vote that the cooldown
+        silences still marks (track, subject) as decided, so it does not fire later in the same track.
+        """
+        window = self._windows.setdefault(candidate.track_id, deque(maxlen=self.settings.n))
+        window.append((candidate, item))
+        subject = candidate.subject_id
+        if subject is None or not self._agrees(candidate, subject):
+            return None
+        decided = self._decided.setdefault(candidate.track_id, set())
+        if subject in decided:
+            return None
+        agreeing = [(c, i) for c, i in window if self._agrees(c, subject)]
+        if len(agreeing) < self.settings.k:
+            return None
+        decided.add(subject)
+        last = self._last_event.get(subject)
+        cooldown = timedelta(seconds=self.settings.cooldown_s)
+        if last is not None and candidate.captured_at - last < cooldown:
+            return None
+        self._last_event[subject] = candidate.captured_at
+        best, best_item = min(agreeing, key=lambda pair: pair[0].distance)
+        assert best.watchlist is not None  # a candidate with a subject has a watchlist (see Candidate)
+        return Decision(
+            track_id=candidate.track_id,
+            subject_id=subject,
+            watchlist=best.watchlist,
+            distance=best.distance,
+            frames_agreeing=len(agreeing),
+            frames_seen=len(window),
+            best=best,
+            best_item=best_item,
+        )
+
+    def settled(self, track_id: int) -> bool:
+        """Whether the track has reached a decision (reported, or silenced by the cooldown)."""
+        return bool(self._decided.get(track_id))
+
+    def forget(self, track_ids: Iterable[int]) -> None:
+        """Drop everything kept for these (ended) tracks."""
+        for track_id in track_ids:
+            self._windows.pop(track_id, None)
+            self._decided.pop(track_id, None)
+
+    def set_threshold(self, threshold: float) -> None:
+        """Use a new distance threshold from the next `add` on (e.g. after a config reload)."""
+        self.threshold = _checked(threshold)
+
+    @property
+    def tracks(self) -> int:
+        """Tracks with state kept (for memory checks)."""
+        return len(self._windows.keys() | self._decided.keys())
+
+    def _agrees(self, candidate: Candidate, subject: str) -> bool:
+        return candidate.subject_id == subject and candidate.distance < self.threshold
+
+
+def _checked(threshold: float) -> float:
+    if not (math.isfinite(threshold) and threshold > 0.0):
+        raise ValueError(f"threshold must be a finite distance > 0, got {threshold}")
+    return threshold
