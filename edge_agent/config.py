@@ -182,7 +182,9 @@ IDENTIFIER = r"^[A-Za-z0-9_.-]+$"
 class CameraSettings(Section):
     """The frame source the live agent (`edge-agent run`) watches."""
 
-    id: str = Field("cam-1", min_length=1, max_length=64, pattern=IDENTIFIER, description="Camera name in events.")
+    id: str = Field(
+        "cam-1", min_length=1, max_length=64, pattern=IDENTIFIER, description="Camera name in events."
+    )
     source: str = Field(
         "0",
         min_length=1,
@@ -231,7 +233,9 @@ class TrackingSettings(Section):
     min_quality_gain: float = Field(
         0.05, ge=0.0, le=1.0, description="Quality-score rise that earns an embedding before the interval."
     )
-    max_tracks: int = Field(32, ge=1, le=1000, description="Most tracks followed at once (largest faces win).")
+    max_tracks: int = Field(
+        32, ge=1, le=1000, description="Most tracks followed at once (largest faces win)."
+    )
 
 
 class DecisionSettings(Section):
@@ -284,8 +288,10 @@ class MqttSettings(Section):
     client_id: str | None = Field(None, description="MQTT client id (default: edge-agent-<device_id>).")
     username: str | None = Field(None, description="Broker user name.")
     password: SecretStr | None = Field(None, description="Broker password (prefer the environment).")
-    tls: bool = Field(False, description="Connect with TLS (on by itself when ca_file is set).")
-    ca_file: Path | None = Field(None, description="CA certificate(s) (PEM) the broker's certificate must chain to.")
+    tls: bool = Field(False, description="Connect with TLS (on by itself when ca_file or cert_file is set).")
+    ca_file: Path | None = Field(
+        None, description="CA certificate(s) (PEM) the broker's certificate must chain to."
+    )
     cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
     key_file: Path | None = Field(None, description="Client private key (PEM) for mutual TLS.")
     topic_prefix: str = Field(
@@ -300,7 +306,9 @@ class MqttSettings(Section):
     max_inflight: int = Field(20, ge=1, le=1000, description="Events published and not yet acknowledged.")
     health_interval_s: float = Field(30.0, ge=1.0, le=86400.0, description="Period of the health message.")
     home_assistant: bool = Field(False, description="Publish Home Assistant MQTT discovery for the sensors.")
-    discovery_prefix: str = Field("homeassistant", min_length=1, description="Home Assistant discovery prefix.")
+    discovery_prefix: str = Field(
+        "homeassistant", min_length=1, description="Home Assistant discovery prefix."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> MqttSettings:
@@ -318,7 +326,7 @@ class MqttSettings(Section):
 
     @property
     def uses_tls(self) -> bool:
-        return self.tls or self.ca_file is not None
+        return self.tls or self.ca_file is not None or self.cert_file is not None
 
 
 class ServiceSettings(Section):

@@ -15,3 +15,7 @@ class ModelError(EdgeAgentError):
 
 class MediaError(EdgeAgentError):
     """An image or video cannot be read (missing, empty, truncated, not a picture)."""
+
+
+class CaptureError(EdgeAgentError):
+    """A camera or stream cannot be opened or stopped delivering frames."""

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -13,8 +14,10 @@ import pytest
 
 from edge_agent.config import DetectorSettings, RuntimeSettings
 from edge_agent.evaluation.datasets import people_and_strangers
+from edge_agent.events.schema import MatchEvent
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.manifest import ModelCatalog
+from tests.broker import Broker, Pki
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_KIT = REPO / "tests" / "data" / "demo"
@@ -104,3 +107,77 @@ def project_descriptors(faces_dir: Path, catalog: ModelCatalog) -> dict[Path, np
         assert described is not None, f"no face found in {path}"
         found[path] = described.descriptor
     return found
+
+
+# ---- events and MQTT: match events for transport tests, a real mosquitto per test (tests/broker.py) ----
+
+
+@pytest.fixture
+def make_match_event() -> Callable[..., MatchEvent]:
+    """Builds a plausible, fully filled `MatchEvent` (no faces involved); keyword arguments override."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from edge_agent.events.schema import FalseMatchRate, Models, Quality
+
+    def make(**overrides: Any) -> MatchEvent:
+        now = datetime.now(UTC)
+        fields: dict[str, Any] = {
+            "event_id": uuid.uuid4(),
+            "device_id": "edge-1",
+            "camera_id": "cam-1",
+            "captured_at": now,
+            "decided_at": now,
+            "subject_id": "s-0123456789ab",
+            "watchlist": "default",
+            "distance": 0.41,
+            "threshold": 0.5,
+            "false_match_rate": FalseMatchRate(target=1e-4, upper_95=2.3e-4, calibrated_on="lfw-devtrain"),
+            "frames_agreeing": 3,
+            "frames_seen": 5,
+            "track_id": 7,
+            "box": (120.0, 80.0, 220.0, 200.0),
+            "frame_size": (1280, 720),
+            "quality": Quality(
+                face_px=100.0, sharpness=140.0, yaw_deg=8.0, roll_deg=-3.0, brightness=121.0, score=0.93
+            ),
+            "models": Models(detector="blazeface_full_range_float32", embedder="dlib_resnet_v1_dyn8"),
+            "agent_version": "0.1.0",
+        }
+        fields.update(overrides)
+        return MatchEvent(**fields)
+
+    return make
+
+
+@pytest.fixture
+def broker_factory(tmp_path: Path) -> Iterator[Callable[..., Broker]]:
+    """Makes brokers (not started) in the test's folder; all are killed at the end, and their logs are
+    printed then, which pytest shows only for a failed test."""
+    made: list[Broker] = []
+
+    def make(**options: Any) -> Broker:
+        broker = Broker(tmp_path / f"broker-{len(made)}", **options)
+        made.append(broker)
+        return broker
+
+    yield make
+    for broker in made:
+        broker.kill()
+        print("\n".join(broker.log().splitlines()[-150:]))
+
+
+@pytest.fixture
+def broker(broker_factory: Callable[..., Broker]) -> Broker:
+    """A running anonymous mosquitto with persistence, on its own loopback port."""
+    started = broker_factory()
+    started.start()
+    return started
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> Pki:
+    """A test CA with a server certificate for 127.0.0.1/localhost and a client certificate."""
+    from tests.broker import make_pki
+
+    return make_pki(tmp_path / "pki")

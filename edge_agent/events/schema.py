@@ -11,16 +11,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Final, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from edge_agent.files import atomic_write_bytes
 
-MATCH_SCHEMA = "edge-agent.match/1"
-STATUS_SCHEMA = "edge-agent.status/1"
-HEALTH_SCHEMA = "edge-agent.health/1"
+MATCH_SCHEMA: Final = "edge-agent.match/1"
+STATUS_SCHEMA: Final = "edge-agent.status/1"
+HEALTH_SCHEMA: Final = "edge-agent.health/1"
 
 
 def _utc(moment: datetime) -> datetime:

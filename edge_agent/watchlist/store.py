@@ -295,6 +295,18 @@ class Watchlist:
         self.index.save()
         return self.subject(subject.id)
 
+    def record_match(self, subject_id: str, actor: str, details: dict[str, Any]) -> None:
+        """An audit row for a decided match (the event id, camera, distance): who was flagged, when."""
+        with self.transaction():
+            audit.append(
+                self.conn,
+                actor=actor,
+                action="match",
+                subject_id=subject_id,
+                details=details,
+                at=self.clock(),
+            )
+
     # ---- reading ------------------------------------------------------------------------------
 
     def subject(self, subject_id: str) -> Subject:

@@ -1,0 +1,98 @@
+"""`edge-agent run`, `schema` and `listen`: the live agent, its payload schemas, and a checking subscriber."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from edge_agent.cli_faces import positive_int
+from edge_agent.config import load_settings
+
+EXIT_OK, EXIT_FAILURES = 0, 1
+
+
+def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    run = commands.add_parser("run", help="run the live agent in the foreground (what the service runs)")
+    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
+    run.add_argument("--source", help="override camera.source (a device number, URL or video file)")
+    run.add_argument("--loop", action="store_true", help="play a file source in a loop (camera.loop)")
+    run.set_defaults(handler=_cmd_run)
+
+    schema = commands.add_parser("schema", help="write the JSON Schemas of the MQTT payloads")
+    schema.add_argument("--out", type=Path, help="folder for <kind>.schema.json (default: print)")
+    schema.add_argument("kind", nargs="?", choices=["match", "status", "health"])
+    schema.set_defaults(handler=_cmd_schema)
+
+    listen = commands.add_parser("listen", help="subscribe to agents' topics and check every payload")
+    listen.add_argument("--device", default="+", help="device id to follow (default: all)")
+    listen.add_argument("--count", type=positive_int, help="exit after this many match events")
+    listen.add_argument("--timeout", type=float, help="exit after this many seconds")
+    listen.add_argument("--matches-only", action="store_true", help="print match events only")
+    listen.set_defaults(handler=_cmd_listen)
+
+
+def configure_logging() -> None:
+    """One line per event on stderr (journald adds the time under systemd)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("edge-agent: %(message)s"))
+    root = logging.getLogger("edge_agent")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from edge_agent.service import Agent
+
+    camera: dict[str, object] = {}
+    if args.source:
+        camera["source"] = args.source
+    if args.loop:
+        camera["loop"] = True
+    settings = load_settings(args.config, camera=camera) if camera else load_settings(args.config)
+    configure_logging()
+    agent = Agent(settings)
+    agent.install_signal_handlers()
+    return agent.run()
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from edge_agent.events.schema import PAYLOADS, schema_text, write_schemas
+
+    if args.out is not None:
+        for path in write_schemas(args.out):
+            print(path)
+        return EXIT_OK
+    kinds = [args.kind] if args.kind else list(PAYLOADS)
+    for kind in kinds:
+        print(schema_text(kind), end="")
+    return EXIT_OK
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    """One JSON line per valid message on stdout; one line per invalid payload on stderr (exit 1)."""
+    from edge_agent.events.listen import Listener
+
+    settings = load_settings(args.config)
+    listener = Listener(settings.mqtt, args.device)
+    matches = invalid = 0
+    for received in listener.messages(args.timeout):
+        if received.error is not None:
+            invalid += 1
+            print(f"edge-agent: invalid payload on {received.topic}: {received.error}", file=sys.stderr)
+            continue
+        if received.duplicate or (args.matches_only and received.kind != "match"):
+            continue
+        print(json.dumps({"topic": received.topic, "kind": received.kind, "payload": received.payload}))
+        sys.stdout.flush()
+        if received.kind == "match":
+            matches += 1
+            if args.count is not None and matches >= args.count:
+                break
+    if listener.last_error is not None:
+        print(f"edge-agent: {listener.last_error}", file=sys.stderr)
+    short = args.count is not None and matches < args.count
+    return EXIT_FAILURES if invalid or short or listener.last_error else EXIT_OK

@@ -1,0 +1,107 @@
+"""A checking subscriber: every payload on the agent's topics is validated against its versioned schema.
+
+For operators and tests: `edge-agent listen` prints each message as one JSON line, or one line saying
+why a payload is not valid. Match events are deduplicated by event_id, as every subscriber should.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from pydantic import ValidationError
+
+from edge_agent.config import MqttSettings, describe_validation_error
+from edge_agent.events.mqtt import configure_client
+from edge_agent.events.schema import PAYLOADS, Payload
+
+SCHEMA_KINDS = {f"edge-agent.{kind}/1": kind for kind in PAYLOADS}
+
+
+@dataclass(frozen=True)
+class Received:
+    topic: str
+    kind: str | None  # match, status, health; None when the payload names no known schema
+    payload: dict[str, Any] | None
+    error: str | None  # why the payload is not valid, in one line
+    duplicate: bool = False  # a match event whose event_id was already seen
+
+
+def check_payload(topic: str, raw: bytes) -> Received:
+    """Parse and validate one message against the schema it names."""
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return Received(topic, None, None, f"not JSON ({exc})")
+    if not isinstance(data, dict):
+        return Received(topic, None, None, "not a JSON object")
+    kind = SCHEMA_KINDS.get(str(data.get("schema")))
+    if kind is None:
+        return Received(topic, None, data, f"unknown schema {data.get('schema')!r}")
+    model: type[Payload] = PAYLOADS[kind]
+    try:
+        model.model_validate_json(raw)
+    except ValidationError as exc:
+        return Received(topic, kind, data, describe_validation_error(exc))
+    return Received(topic, kind, data, None)
+
+
+class Listener:
+    """Subscribes to `<prefix>/<device>/#` and yields checked messages."""
+
+    def __init__(self, settings: MqttSettings, device_id: str = "+") -> None:
+        self.settings = settings
+        self.topic_filter = f"{settings.topic_prefix}/{device_id}/#"
+        self._messages: queue.Queue[Received] = queue.Queue()
+        self._seen: set[str] = set()
+        self._connected = threading.Event()
+        self.last_error: str | None = None
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=f"edge-agent-listen-{uuid.uuid4().hex[:8]}"
+        )
+        configure_client(client, settings)
+        client.on_connect = self._on_connect
+        client.on_message = self._on_message
+        self._client = client
+
+    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            return
+        client.subscribe(self.topic_filter, qos=1)
+        self._connected.set()
+
+    def _on_message(self, _client: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
+        received = check_payload(message.topic, bytes(message.payload))
+        if received.kind == "match" and received.error is None and received.payload is not None:
+            event_id = str(received.payload["event_id"])
+            if event_id in self._seen:
+                received = Received(received.topic, "match", received.payload, None, duplicate=True)
+            self._seen.add(event_id)
+        self._messages.put(received)
+
+    def messages(self, timeout_s: float | None = None) -> Iterator[Received]:
+        """Messages as they arrive, until `timeout_s` passes (forever with None)."""
+        self._client.connect_async(
+            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
+        )
+        self._client.loop_start()
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        try:
+            while deadline is None or time.monotonic() < deadline:
+                wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+                try:
+                    yield self._messages.get(timeout=wait)
+                except queue.Empty:
+                    continue
+        finally:
+            self._client.disconnect()
+            self._client.loop_stop()

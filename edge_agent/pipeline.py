@@ -1,0 +1,259 @@
+"""The live pipeline: frame → detect → track → quality → embed → match → k-of-n vote → durable event.
+
+This is the one place where capture, vision, the watchlist and events meet; each stage is a plain object
+with one main method, and the values between them are the typed ones of `edge_agent.types`.
+
+Privacy: a face that does not match lives only in this process's memory, in the window of its live
+track (forgotten when the track ends). Only a decided match is written (outbox + review copy) and sent.
+"""
+
+from __future__ import annotations
+
+import base64
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, version
+
+import cv2
+
+from edge_agent.capture.runner import Captured
+from edge_agent.config import QualitySettings, Settings
+from edge_agent.events.outbox import EventStore
+from edge_agent.events.schema import FalseMatchRate, MatchEvent, Models, Quality
+from edge_agent.matching import Decision, TemporalVote
+from edge_agent.metrics import StageClock
+from edge_agent.tracking import Tracker
+from edge_agent.types import Box, Candidate, Frame, TrackedFace
+from edge_agent.vision.embed import Descriptor
+from edge_agent.vision.pipeline import DescribedFace, FacePipeline
+from edge_agent.vision.quality import assess, head_pose
+from edge_agent.watchlist.store import Watchlist
+
+
+def agent_version() -> str:
+    try:
+        return version("edge-agent")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+@dataclass
+class RunCounters:
+    """Aggregate counts for health and transparency reports; nothing per person."""
+
+    frames: int = 0
+    faces_seen: int = 0
+    tracks: int = 0
+    embeddings: int = 0
+    matches: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+@dataclass(frozen=True)
+class Shot:
+    """A tracked face that passed the quality gates, aligned and embedded, with the frame it came from."""
+
+    tracked: TrackedFace
+    frame: Frame
+    described: DescribedFace
+
+
+class IdentityStage:
+    """Picks which tracked faces to embed: tracks still without a decision, whose face passes the quality
+    gates and is better than (or a while after) the track's last embedded shot."""
+
+    def __init__(
+        self, faces: FacePipeline, tracker: Tracker, vote: TemporalVote[Shot], gates: QualitySettings
+    ) -> None:
+        self.faces = faces
+        self.tracker = tracker
+        self.vote = vote
+        self.gates = gates
+
+    def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
+        shots = []
+        for item in tracked:
+            if self.vote.settled(item.track_id) or not self._cheap_gates_pass(item):
+                continue
+            with clock.time("align"):
+                chip, landmarks = self.faces.aligner.align(frame.image, item.face)
+                quality = assess(item.face, chip)
+            if quality.failures(self.gates):
+                continue
+            if not self.tracker.wants_embedding(item.track_id, quality.score, frame.captured_at):
+                continue
+            with clock.time("embed"):
+                descriptor = self.faces.embedder.embed(chip)
+            self.tracker.embedded(item.track_id, quality.score, frame.captured_at)
+            shots.append(Shot(item, frame, DescribedFace(item.face, landmarks, chip, quality, descriptor)))
+        return shots
+
+    def _cheap_gates_pass(self, item: TrackedFace) -> bool:
+        """Size and pose from the detector alone, before paying for alignment."""
+        if item.face.box.width < self.gates.min_face_px:
+            return False
+        yaw, roll = head_pose(item.face)
+        return abs(yaw) <= self.gates.max_yaw_deg and abs(roll) <= self.gates.max_roll_deg
+
+
+class Matcher:
+    """Nearest live watchlist subject for a descriptor."""
+
+    def __init__(self, watchlist: Watchlist) -> None:
+        self.watchlist = watchlist
+
+    @property
+    def empty(self) -> bool:
+        return len(self.watchlist.index) == 0
+
+    def candidate(self, track_id: int, captured_at: datetime, descriptor: Descriptor) -> Candidate:
+        found = self.watchlist.search(descriptor, k=1)
+        if not found:
+            return Candidate(track_id, captured_at, None, None, float("inf"))
+        best = found[0]
+        return Candidate(
+            track_id, captured_at, best.subject.id, best.subject.watchlist, best.distance, best.template_id
+        )
+
+
+@dataclass
+class EventFactory:
+    """Turns a decision into the versioned event payload."""
+
+    device_id: str
+    camera_id: str
+    faces: FacePipeline
+    face_crop: bool
+    face_crop_quality: int
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+    def event(self, decision: Decision[Shot]) -> MatchEvent:
+        shot = decision.best_item
+        embedder = self.faces.embedder
+        point = embedder.operating_point
+        calibrated_on = embedder.calibration.dataset if embedder.calibration is not None else "unknown"
+        quality = shot.described.quality.as_dict()
+        return MatchEvent(
+            event_id=uuid.uuid4(),
+            device_id=self.device_id,
+            camera_id=self.camera_id,
+            captured_at=decision.best.captured_at,
+            decided_at=self.clock(),
+            subject_id=decision.subject_id,
+            watchlist=decision.watchlist,
+            distance=round(decision.distance, 6),
+            threshold=point.threshold,
+            false_match_rate=FalseMatchRate(
+                target=point.target_fmr, upper_95=point.fmr_upper_95, calibrated_on=calibrated_on
+            ),
+            frames_agreeing=decision.frames_agreeing,
+            frames_seen=decision.frames_seen,
+            track_id=decision.track_id,
+            box=_rounded_box(shot.tracked.face.box),
+            frame_size=(shot.frame.width, shot.frame.height),
+            quality=Quality(**quality),
+            models=Models(detector=self.faces.detector.model_id, embedder=embedder.model_id),
+            agent_version=agent_version(),
+            face_jpeg=self._crop(shot) if self.face_crop else None,
+        )
+
+    def _crop(self, shot: Shot) -> str:
+        """The aligned face chip only (never the frame) as base64 JPEG, for the human reviewer."""
+        bgr = cv2.cvtColor(shot.described.chip, cv2.COLOR_RGB2BGR)
+        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.face_crop_quality])
+        if not ok:
+            raise RuntimeError("JPEG encoding of the face chip failed")
+        return base64.b64encode(data.tobytes()).decode()
+
+
+class LivePipeline:
+    """Runs every stage for one frame and stores decided matches in the outbox (before any send)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        faces: FacePipeline,
+        watchlist: Watchlist,
+        store: EventStore,
+        match_topic: str,
+    ) -> None:
+        self.settings = settings
+        self.faces = faces
+        self.matcher = Matcher(watchlist)
+        self.store = store
+        self.match_topic = match_topic
+        self.tracker = Tracker(settings.tracking)
+        self.vote: TemporalVote[Shot] = TemporalVote(settings.decision, faces.embedder.threshold)
+        self.identity = IdentityStage(faces, self.tracker, self.vote, settings.quality)
+        self.events = EventFactory(
+            settings.device_id,
+            settings.camera.id,
+            faces,
+            settings.events.face_crop,
+            settings.events.face_crop_quality,
+        )
+        self.clock = StageClock()
+        self.counters = RunCounters()
+        self.last_match_at: datetime | None = None
+
+    def replace_watchlist(self, watchlist: Watchlist) -> Watchlist:
+        """Swap in a reopened watchlist (SIGHUP); returns the old one for the caller to close."""
+        old, self.matcher = self.matcher.watchlist, Matcher(watchlist)
+        return old
+
+    def process(self, captured: Captured) -> list[MatchEvent]:
+        frame = captured.frame
+        with self.clock.time("detect"):
+            faces = self.faces.detector.detect(frame.image)
+        with self.clock.time("track"):
+            started = self.tracker.started
+            tracked = self.tracker.update(faces, frame.captured_at)
+            self.vote.forget(self.tracker.ended())
+        self.counters.frames += 1
+        self.counters.faces_seen += len(faces)
+        self.counters.tracks += self.tracker.started - started
+        events = []
+        if tracked and not self.matcher.empty:
+            for shot in self.identity.shots(frame, tracked, self.clock):
+                self.counters.embeddings += 1
+                event = self._decide(shot, captured)
+                if event is not None:
+                    events.append(event)
+        self.clock.frame_done()
+        return events
+
+    def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
+        with self.clock.time("search"):
+            candidate = self.matcher.candidate(
+                shot.tracked.track_id, shot.frame.captured_at, shot.described.descriptor
+            )
+        decision = self.vote.add(candidate, shot)
+        if decision is None:
+            return None
+        event = self.events.event(decision)
+        self.store.commit_match(event, self.match_topic, decision.best_item.described.descriptor)
+        self.matcher.watchlist.record_match(
+            decision.subject_id,
+            actor=f"edge-agent:{self.settings.device_id}",
+            details={
+                "event_id": str(event.event_id),
+                "camera_id": event.camera_id,
+                "captured_at": event.captured_at.isoformat(),
+                "distance": event.distance,
+                "threshold": event.threshold,
+                "target_fmr": event.false_match_rate.target,
+            },
+        )
+        self.counters.matches += 1
+        self.last_match_at = event.decided_at
+        self.clock.add("frame_to_commit", max(0.0, time.monotonic() - captured.read_at))
+        return event
+
+
+def _rounded_box(box: Box) -> tuple[float, float, float, float]:
+    return (round(box.x0, 1), round(box.y0, 1), round(box.x1, 1), round(box.y1, 1))

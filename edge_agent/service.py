@@ -1,0 +1,265 @@
+"""The daemon around the live pipeline: start-up, the worker loop, timers, signals, systemd, shutdown.
+
+Threads: capture (its own thread, `CaptureRunner`), inference (the thread that calls `Agent.run`, which
+also runs the timers), and MQTT (paho's network thread inside `Publisher`). SIGTERM/SIGINT stop the loop,
+then the outbox is drained for `events.drain_timeout_s`; what is still unacknowledged stays in the outbox
+for the next start. SIGHUP reopens the watchlist (after a sync or an edit by the CLI).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import FrameType
+
+from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
+from edge_agent.capture.source import FrameSource, open_source
+from edge_agent.config import Settings
+from edge_agent.events.mqtt import Publisher, Topics
+from edge_agent.events.outbox import EventStore
+from edge_agent.events.schema import (
+    CameraHealth,
+    Counters,
+    HealthMessage,
+    MatchEvent,
+    Models,
+    OutboxHealth,
+    StatusMessage,
+)
+from edge_agent.pipeline import LivePipeline, agent_version
+from edge_agent.sdnotify import SystemdNotifier
+from edge_agent.sysinfo import cpu_temperature_c, rss_mib
+from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.pipeline import FacePipeline
+from edge_agent.watchlist.store import Watchlist
+
+logger = logging.getLogger("edge_agent")
+
+EventHook = Callable[[MatchEvent, Captured], None]
+TAKE_TIMEOUT_S = 0.2  # how long the worker waits for a frame before looking at its timers
+
+
+@dataclass
+class Every:
+    """A period in monotonic time; `due()` is true once per period (and at the first call)."""
+
+    period_s: float
+    _next: float = 0.0
+
+    def due(self, now: float) -> bool:
+        if now < self._next:
+            return False
+        self._next = now + self.period_s
+        return True
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        catalog: ModelCatalog | None = None,
+        source: FrameSource | None = None,
+        on_event: EventHook | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.source = source
+        self.on_event = on_event
+        self.notifier = notifier or SystemdNotifier()
+        self._stop = threading.Event()
+        self._reload = threading.Event()
+        self.started_at = time.monotonic()
+        self.pipeline: LivePipeline | None = None
+        self.runner: CaptureRunner | None = None
+        self.publisher: Publisher | None = None
+        self.store: EventStore | None = None
+        self.slot = LatestFrameSlot()
+        self._flushed: dict[str, int] = {}
+
+    # ---- control from other threads / signal handlers -------------------------------------------
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def reload(self) -> None:
+        self._reload.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: stop and drain; SIGHUP: reopen the watchlist. Main thread only."""
+
+        def on_stop(signum: int, _frame: FrameType | None) -> None:
+            logger.info("%s: stopping", signal.Signals(signum).name)
+            self.stop()
+
+        def on_hup(_signum: int, _frame: FrameType | None) -> None:
+            self.reload()
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
+
+    # ---- the run ---------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        settings = self.settings
+        faces = FacePipeline.from_settings(settings, self.catalog)
+        watchlist = self._open_watchlist(faces)
+        store = self.store = EventStore.from_settings(settings.events)
+        topics = Topics(settings.mqtt.topic_prefix, settings.device_id)
+        models = Models(detector=faces.detector.model_id, embedder=faces.embedder.model_id)
+        publisher = self.publisher = Publisher(
+            settings.mqtt,
+            settings.device_id,
+            store,
+            online=StatusMessage(
+                device_id=settings.device_id,
+                state="online",
+                at=datetime.now(UTC),
+                agent_version=agent_version(),
+                camera_id=settings.camera.id,
+                models=models,
+            ),
+            offline=StatusMessage(
+                device_id=settings.device_id, state="offline", agent_version=agent_version()
+            ),
+            log=logger.info,
+        )
+        pipeline = self.pipeline = LivePipeline(settings, faces, watchlist, store, topics.match)
+        source = self.source or open_source(settings.camera)
+        runner = self.runner = CaptureRunner(source, self.slot, settings.camera, log=logger.info)
+        try:
+            self._purge(pipeline, store)
+            publisher.start()
+            runner.start()
+            self.notifier.ready(f"watching camera {settings.camera.id}")
+            logger.info(
+                "running: camera %s (%s), %d watchlist subjects, threshold %.4f at false-match rate %g",
+                settings.camera.id,
+                settings.camera.source,
+                watchlist.stats().live_subjects,
+                faces.embedder.threshold,
+                settings.embedder.target_fmr,
+            )
+            self._loop(pipeline, publisher, store)
+        finally:
+            self.notifier.stopping()
+            runner.stop()
+            self._flush_counters(pipeline, store)
+            if store.depth():
+                drained = publisher.drain(settings.events.drain_timeout_s)
+                if not drained:
+                    logger.info("%d event(s) stay in the outbox for the next start", store.depth())
+            publisher.stop()
+            store.close()
+            pipeline.matcher.watchlist.close()
+        if runner.fatal is not None:
+            raise runner.fatal
+        return 0
+
+    def _loop(self, pipeline: LivePipeline, publisher: Publisher, store: EventStore) -> None:
+        health = Every(self.settings.mqtt.health_interval_s)
+        purge = Every(self.settings.service.purge_interval_s)
+        purge.due(time.monotonic())  # the purge at start has just run
+        while not self._stop.is_set():
+            captured = self.slot.take(TAKE_TIMEOUT_S)
+            if captured is not None:
+                events = pipeline.process(captured)
+                if events:
+                    publisher.wake()
+                    for event in events:
+                        logger.info(
+                            "match: subject %s on track %d (distance %.3f), event %s",
+                            event.subject_id,
+                            event.track_id,
+                            event.distance,
+                            event.event_id,
+                        )
+                        if self.on_event is not None:
+                            self.on_event(event, captured)
+            elif self.slot.finished:
+                logger.info("camera %s: end of %s", self.settings.camera.id, self.settings.camera.source)
+                break
+            now = time.monotonic()
+            if self._reload.is_set():
+                self._reload.clear()
+                self._reopen_watchlist(pipeline)
+            if health.due(now):
+                self._flush_counters(pipeline, store)
+                publisher.publish_health(self.health(pipeline, store))
+            if purge.due(now):
+                self._purge(pipeline, store)
+            self.notifier.pet()
+
+    # ---- helpers -------------------------------------------------------------------------------
+
+    def _open_watchlist(self, faces: FacePipeline) -> Watchlist:
+        watchlist = Watchlist.open(
+            self.settings.watchlist.path,
+            model_id=self.settings.embedder.model,  # templates are shared by every build of the network
+            dimensions=faces.embedder.spec.dimensions,
+            index_dtype=self.settings.watchlist.index_dtype,
+        )
+        for notice in watchlist.notices:
+            logger.info("watchlist: %s", notice)
+        return watchlist
+
+    def _reopen_watchlist(self, pipeline: LivePipeline) -> None:
+        self.notifier.reloading()
+        watchlist = self._open_watchlist(pipeline.faces)
+        pipeline.replace_watchlist(watchlist).close()
+        logger.info("watchlist reloaded: %d live subjects", watchlist.stats().live_subjects)
+        self.notifier.ready(f"watching camera {self.settings.camera.id}")
+
+    def _purge(self, pipeline: LivePipeline, store: EventStore) -> None:
+        expired = pipeline.matcher.watchlist.purge_expired(actor=f"edge-agent:{self.settings.device_id}")
+        if expired:
+            logger.info("watchlist: %d expired subject(s) purged", len(expired))
+        reviews = store.purge_reviews()
+        if reviews:
+            logger.info("review store: %d match record(s) past the review window deleted", reviews)
+        dropped = store.enforce_bounds()
+        if dropped:
+            logger.info("outbox: %d unsent message(s) dropped past its bounds", dropped)
+
+    def _flush_counters(self, pipeline: LivePipeline, store: EventStore) -> None:
+        totals = pipeline.counters.as_dict()
+        deltas = {name: value - self._flushed.get(name, 0) for name, value in totals.items()}
+        if any(deltas.values()):
+            store.add_counters(deltas)
+        self._flushed = totals
+
+    def health(self, pipeline: LivePipeline, store: EventStore) -> HealthMessage:
+        runner = self.runner
+        assert runner is not None
+        oldest = store.oldest_age_s()
+        return HealthMessage(
+            device_id=self.settings.device_id,
+            camera_id=self.settings.camera.id,
+            at=datetime.now(UTC),
+            uptime_s=round(time.monotonic() - self.started_at, 3),
+            fps=round(pipeline.clock.take_fps(), 3),
+            camera=CameraHealth(
+                state=runner.state,
+                frames=runner.frames,
+                frames_dropped=self.slot.dropped,
+                reconnects=runner.reconnects,
+                last_error=runner.last_error,
+            ),
+            latency=pipeline.clock.latencies(),
+            outbox=OutboxHealth(
+                depth=store.depth(),
+                dropped=store.dropped(),
+                oldest_age_s=None if oldest is None else round(oldest, 3),
+            ),
+            counters=Counters(**pipeline.counters.as_dict()),
+            last_match_at=pipeline.last_match_at,
+            cpu_temp_c=cpu_temperature_c(),
+            rss_mib=round(rss_mib(), 1),
+        )

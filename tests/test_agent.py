@@ -1,0 +1,216 @@
+"""The live agent end to end: real clips, real models, a real mosquitto started by each test."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from edge_agent.config import Settings
+from edge_agent.events.outbox import EventStore
+from edge_agent.service import Agent
+from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.pipeline import FacePipeline
+from tests.agent_kit import (
+    DEVICE,
+    MATCH_TOPIC,
+    PREFIX,
+    agent_settings,
+    enrol_demo_people,
+    enrol_photos,
+    files_under,
+    open_watchlist,
+    payloads,
+    table_rows,
+)
+from tests.broker import Broker, Subscriber
+
+
+@pytest.fixture(scope="module")
+def faces(catalog: ModelCatalog) -> FacePipeline:
+    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
+
+
+def run_agent(settings: Settings, catalog: ModelCatalog) -> Agent:
+    agent = Agent(settings, catalog=catalog)
+    assert agent.run() == 0
+    return agent
+
+
+def committed_event_ids(events_db: Path) -> list[str]:
+    conn = sqlite3.connect(f"file:{events_db}?mode=ro", uri=True)
+    try:
+        return [row[0] for row in conn.execute("SELECT event_id FROM review ORDER BY decided_at")]
+    finally:
+        conn.close()
+
+
+def test_demo_clip_gives_events_for_the_enrolled_performer_only(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
+) -> None:
+    settings = agent_settings(tmp_path, broker)
+    people = enrol_demo_people(settings, faces)
+    subscriber = Subscriber(broker, f"{PREFIX}/{DEVICE}/#").start()
+
+    agent = run_agent(settings, catalog)
+
+    events = payloads(subscriber.wait_for(1, MATCH_TOPIC, timeout_s=10))
+    time.sleep(0.5)  # anything else in flight
+    events = payloads(subscriber.messages(MATCH_TOPIC))
+    subjects = {event["subject_id"] for event in events}
+    assert subjects == {people["lin_manuel_miranda"]}, events
+    assert len({event["track_id"] for event in events}) == 1  # one track, one event for him
+    event = events[0]
+    assert event["review_required"] is True
+    assert event["distance"] < event["threshold"]
+    assert event["false_match_rate"]["target"] == settings.embedder.target_fmr
+    assert event["frames_agreeing"] >= settings.decision.k
+    assert "face_jpeg" not in event  # off by default
+    assert agent.pipeline is not None and agent.pipeline.counters.matches == len(events)
+    # the device keeps the sent match (event + embedding) for the reviewer, marked sent
+    assert committed_event_ids(settings.events.path) == [event["event_id"]]
+    assert table_rows(settings.events.path)["outbox"] == 0
+    statuses = payloads(subscriber.messages(f"{PREFIX}/{DEVICE}/status"))
+    assert [s["state"] for s in statuses][-2:] == ["online", "offline"]
+
+
+@pytest.mark.parametrize("clip", ["demo", "walkers"])
+@pytest.mark.parametrize("watchlist", ["empty", "unrelated"])
+def test_privacy_unknown_faces_leave_no_trace(
+    tmp_path: Path,
+    broker: Broker,
+    catalog: ModelCatalog,
+    faces: FacePipeline,
+    faces_dir: Path,
+    clip: str,
+    watchlist: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Nobody in the clip is on the watchlist: only status and health are published, no table gains a
+    row (the aggregate counters only change their values), and no file appears."""
+    monkeypatch.chdir(tmp_path)  # anything written relative to the working directory would show
+    source = faces_dir / "video" / "walkers.mp4" if clip == "walkers" else None
+    settings = agent_settings(tmp_path, broker, camera={"source": str(source)} if source else {})
+    if watchlist == "unrelated":
+        enrol_photos(settings, faces, sorted((faces_dir / "people" / "obama").glob("*"))[:1])
+    else:
+        open_watchlist(settings, faces).close()
+    EventStore.from_settings(settings.events).close()  # an existing device: its event store is there
+    before_rows = {db: table_rows(db) for db in (settings.watchlist.path, settings.events.path)}
+    before_files = files_under(tmp_path)
+    subscriber = Subscriber(broker, "#").start()
+
+    agent = run_agent(settings, catalog)
+    new_files = {path.name for path in files_under(tmp_path) - before_files}
+    subscriber.wait_for(2, f"{PREFIX}/{DEVICE}/status")  # online, then offline at the clean stop
+
+    topics = {message.topic for message in subscriber.messages()}
+    assert topics <= {f"{PREFIX}/{DEVICE}/status", f"{PREFIX}/{DEVICE}/health"}, topics
+    assert agent.pipeline is not None
+    counters = agent.pipeline.counters
+    assert counters.frames > 50 and counters.faces_seen > 50 and counters.matches == 0
+    for db, rows in before_rows.items():
+        after = table_rows(db)
+        assert {t: n for t, n in after.items() if t != "counters"} == {
+            t: n for t, n in rows.items() if t != "counters"
+        }, db
+    assert table_rows(settings.events.path)["counters"] == before_rows[settings.events.path]["counters"]
+    assert new_files == set(), new_files
+    health = payloads(subscriber.messages(f"{PREFIX}/{DEVICE}/health"))
+    assert health and health[-1]["counters"]["matches"] == 0
+
+
+def test_events_made_while_the_broker_is_down_arrive_after_it_returns(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
+) -> None:
+    """The clip loops with no cool-down, so the performer gives an event on every pass; the broker is
+    stopped for the first passes. Every committed event must arrive once the broker is back."""
+    settings = agent_settings(
+        tmp_path, broker, camera={"loop": True}, decision={"cooldown_s": 0.0}, events={"drain_timeout_s": 30}
+    )
+    enrol_demo_people(settings, faces)
+    subscriber = Subscriber(broker, MATCH_TOPIC, client_id="loss-test").start()
+    broker.stop()  # graceful: the broker keeps the subscriber's session and queues for it
+
+    agent = Agent(settings, catalog=catalog)
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(_committed(settings)) < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(_committed(settings)) >= 3, "the agent made no events"
+        assert agent.store is not None and agent.store.depth() >= 3  # waiting in the outbox
+        broker.start()
+        deadline = time.monotonic() + 30
+        while agent.store.depth() and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        agent.stop()
+        runner.join(60)
+    committed = _committed(settings)
+    received = subscriber.wait_for(len(committed), MATCH_TOPIC, timeout_s=15)
+    received_ids = [event["event_id"] for event in payloads(received)]
+    assert set(received_ids) == set(committed)
+    first_arrival = list(dict.fromkeys(received_ids))
+    assert first_arrival == committed  # in order
+    assert table_rows(settings.events.path)["outbox"] == 0
+
+
+def _committed(settings: Settings) -> list[str]:
+    if not settings.events.path.exists():
+        return []
+    return committed_event_ids(settings.events.path)
+
+
+def test_a_camera_that_dies_is_reopened_and_health_says_so(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog
+) -> None:
+    """A stream source whose 'camera' (a file played as a stream) vanishes: the agent stays up, health
+    reports the reconnecting camera with its error, and frames flow again when it returns."""
+    stream = tmp_path / "camera.mp4"
+    clip = Path(agent_settings(tmp_path, None, port=1).camera.source)
+    stream.write_bytes(clip.read_bytes())
+    settings = agent_settings(
+        tmp_path,
+        broker,
+        camera={"source": str(stream), "kind": "stream", "reconnect_min_s": 0.1, "reconnect_max_s": 0.3},
+    )
+    subscriber = Subscriber(broker, f"{PREFIX}/{DEVICE}/health").start()
+    agent = Agent(settings, catalog=catalog)
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        _wait(lambda: agent.runner is not None and agent.runner.frames > 20, "frames from the camera")
+        stream.unlink()  # the camera is gone: the end of the stream, and reopening fails
+        _wait(lambda: _health_state(subscriber) == "reconnecting", "health saying reconnecting")
+        reconnecting = payloads(subscriber.messages())[-1]["camera"]
+        assert reconnecting["reconnects"] >= 1
+        assert "camera.mp4" in reconnecting["last_error"]
+        assert runner.is_alive()
+        frames_before = agent.runner.frames if agent.runner else 0
+        stream.write_bytes(clip.read_bytes())  # the camera is back
+        _wait(lambda: agent.runner is not None and agent.runner.frames > frames_before + 20, "frames again")
+        _wait(lambda: _health_state(subscriber) == "streaming", "health saying streaming")
+    finally:
+        agent.stop()
+        runner.join(30)
+    assert not runner.is_alive()
+
+
+def _health_state(subscriber: Subscriber) -> str | None:
+    messages = subscriber.messages()
+    return json.loads(messages[-1].payload)["camera"]["state"] if messages else None
+
+
+def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)

@@ -1,0 +1,274 @@
+"""The SQLite outbox: durable, ordered, bounded (and counted), one transaction per match, private."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from edge_agent.config import EventSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.outbox import KNOWN_COUNTERS, EventStore
+from edge_agent.events.schema import MatchEvent
+
+TOPIC = "edge-agent/edge-1/events/match"
+MakeEvent = Callable[..., MatchEvent]
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def vector(seed: int) -> npt.NDArray[np.float32]:
+    values = np.random.default_rng(seed).normal(size=128).astype(np.float32)
+    return values / np.linalg.norm(values)
+
+
+def open_store(path: Path, clock: FakeClock | None = None, **bounds: float) -> EventStore:
+    options = {"max_events": 100, "max_age_s": 3600.0, "review_days": 30.0, **bounds}
+    return EventStore.open(
+        path,
+        max_events=int(options["max_events"]),
+        max_age_s=options["max_age_s"],
+        review_days=options["review_days"],
+        clock=clock or FakeClock(),
+    )
+
+
+def row_counts(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+        return {table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0] for table in tables}
+
+
+def test_a_match_is_one_outbox_row_and_one_review_row(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    path = tmp_path / "deep" / "events.db"
+    event = make_match_event()
+    embedding = vector(1)
+    with open_store(path) as store:
+        seq = store.commit_match(event, TOPIC, embedding)
+        (message,) = store.pending()
+        assert (message.seq, message.message_id, message.topic) == (seq, str(event.event_id), TOPIC)
+        assert message.payload == event.to_json()
+        assert message.created_at.tzinfo is not None
+        kept = store.review(str(event.event_id))
+        assert kept is not None
+        assert kept[0] == event.to_json()
+        np.testing.assert_array_equal(kept[1], embedding)
+        assert kept[1].dtype == np.float32
+        assert store.depth() == 1
+    with sqlite3.connect(path) as conn:
+        blob, sent_at = conn.execute("SELECT embedding, sent_at FROM review").fetchone()
+    assert blob == embedding.astype("<f4").tobytes()
+    assert sent_at is None
+
+
+def test_pending_is_in_seq_order_and_pages(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    with open_store(tmp_path / "events.db") as store:
+        seqs = [store.commit_match(make_match_event(), TOPIC, vector(i)) for i in range(7)]
+        assert seqs == sorted(seqs) and len(set(seqs)) == 7
+        assert [m.seq for m in store.pending(limit=3)] == seqs[:3]
+        assert [m.seq for m in store.pending(after_seq=seqs[2], limit=3)] == seqs[3:6]
+        assert [m.seq for m in store.pending(after_seq=seqs[-1])] == []
+
+
+def test_mark_sent_removes_the_row_and_stamps_the_review_idempotently(
+    tmp_path: Path, make_match_event: MakeEvent
+) -> None:
+    path = tmp_path / "events.db"
+    clock = FakeClock()
+    event = make_match_event()
+    with open_store(path, clock) as store:
+        seq = store.commit_match(event, TOPIC, vector(2))
+        clock.advance(5)
+        store.mark_sent(seq)
+        store.mark_sent(seq)
+        assert store.depth() == 0
+        assert store.pending() == []
+        assert store.review(str(event.event_id)) is not None
+    with sqlite3.connect(path) as conn:
+        (sent_at,) = conn.execute("SELECT sent_at FROM review").fetchone()
+    assert datetime.fromisoformat(sent_at) == clock.now
+
+
+def test_seq_never_goes_back_after_the_newest_row_is_sent(
+    tmp_path: Path, make_match_event: MakeEvent
+) -> None:
+    path = tmp_path / "events.db"
+    with open_store(path) as store:
+        first = store.commit_match(make_match_event(), TOPIC, vector(3))
+        store.mark_sent(first)
+    with open_store(path) as store:
+        second = store.enqueue("result-1", "edge-agent/edge-1/cmd/result", b"{}")
+    assert second > first
+
+
+def test_unsent_messages_survive_reopening(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    path = tmp_path / "events.db"
+    events = [make_match_event() for _ in range(3)]
+    with open_store(path) as store:
+        for i, event in enumerate(events):
+            store.commit_match(event, TOPIC, vector(i))
+        store.enqueue("result-1", "edge-agent/edge-1/cmd/result", b'{"ok": true}')
+    with open_store(path) as store:
+        pending = store.pending()
+    assert [m.message_id for m in pending] == [*(str(e.event_id) for e in events), "result-1"]
+    assert pending[-1].payload == b'{"ok": true}'
+
+
+def test_count_bound_drops_the_oldest_and_counts_them(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    path = tmp_path / "events.db"
+    events = [make_match_event() for _ in range(5)]
+    with open_store(path, max_events=3) as store:
+        for i, event in enumerate(events):
+            store.commit_match(event, TOPIC, vector(i))
+        assert store.depth() == 3
+        assert store.dropped() == 2
+        assert [m.message_id for m in store.pending()] == [str(e.event_id) for e in events[2:]]
+    with open_store(path, max_events=3) as store:
+        assert store.dropped() == 2  # persisted
+
+
+def test_age_bound_drops_old_unsent_messages(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    clock = FakeClock()
+    with open_store(tmp_path / "events.db", clock, max_age_s=60.0) as store:
+        store.commit_match(make_match_event(), TOPIC, vector(1))
+        clock.advance(30)
+        young = store.commit_match(make_match_event(), TOPIC, vector(2))
+        assert store.oldest_age_s() == pytest.approx(30.0)
+        clock.advance(31)
+        assert store.enforce_bounds() == 1
+        assert [m.seq for m in store.pending()] == [young]
+        assert store.oldest_age_s() == pytest.approx(31.0)
+        assert store.enforce_bounds() == 0
+        assert store.dropped() == 1
+        clock.advance(60)
+        assert store.enforce_bounds() == 1
+        assert store.oldest_age_s() is None
+        assert store.dropped() == 2
+
+
+def test_purge_reviews_deletes_records_past_the_review_window(
+    tmp_path: Path, make_match_event: MakeEvent
+) -> None:
+    clock = FakeClock()
+    old = make_match_event(decided_at=clock.now - timedelta(days=31))
+    sent_old = make_match_event(decided_at=clock.now - timedelta(days=40))
+    recent = make_match_event(decided_at=clock.now - timedelta(days=29))
+    with open_store(tmp_path / "events.db", clock, review_days=30.0) as store:
+        store.commit_match(old, TOPIC, vector(1))
+        store.mark_sent(store.commit_match(sent_old, TOPIC, vector(2)))
+        store.commit_match(recent, TOPIC, vector(3))
+        assert store.purge_reviews() == 2
+        assert store.review(str(old.event_id)) is None
+        assert store.review(str(sent_old.event_id)) is None
+        assert store.review(str(recent.event_id)) is not None
+        assert store.depth() == 2  # the unsent events themselves still go out
+
+
+def test_counters_add_up_and_persist(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    with open_store(path) as store:
+        assert store.counters() == dict.fromkeys(KNOWN_COUNTERS, 0)
+        store.add_counters({"frames": 10, "faces_seen": 3})
+        store.add_counters({"frames": 5, "tracks": 0})
+    with open_store(path) as store:
+        counters = store.counters()
+    assert counters["frames"] == 15
+    assert counters["faces_seen"] == 3
+    assert counters["tracks"] == 0
+
+
+def test_no_match_adds_no_row_anywhere(tmp_path: Path) -> None:
+    """Privacy: without a match, only the values in `counters` change; no table gains a row."""
+    path = tmp_path / "events.db"
+    with open_store(path) as store:
+        before = row_counts(path)
+        store.add_counters(dict.fromkeys(KNOWN_COUNTERS, 7))
+        store.enforce_bounds()
+        store.purge_reviews()
+        after = row_counts(path)
+    assert after == before
+    assert set(before) >= {"outbox", "review", "counters"}
+    assert before["outbox"] == before["review"] == 0
+
+
+def test_a_bad_embedding_writes_nothing(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    path = tmp_path / "events.db"
+    with open_store(path) as store:
+        before = row_counts(path)
+        bad = np.full(128, np.nan, dtype=np.float32)
+        with pytest.raises(EdgeAgentError, match="non-finite"):
+            store.commit_match(make_match_event(), TOPIC, bad)
+        with pytest.raises(EdgeAgentError, match="1-D"):
+            store.commit_match(make_match_event(), TOPIC, np.zeros((2, 64), dtype=np.float32))
+        assert row_counts(path) == before
+
+
+def test_the_same_event_twice_is_refused_and_rolled_back(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    event = make_match_event()
+    with open_store(tmp_path / "events.db") as store:
+        store.commit_match(event, TOPIC, vector(1))
+        with pytest.raises(EdgeAgentError, match=str(event.event_id)):
+            store.commit_match(event, TOPIC, vector(1))
+        assert store.depth() == 1
+
+
+def test_a_corrupt_database_is_a_one_line_error_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    path.write_bytes(b"this is not a database, just some text " * 200)
+    with pytest.raises(EdgeAgentError, match=f"{path}: not a usable event store") as caught:
+        open_store(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "events.db"
+    open_store(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    with pytest.raises(EdgeAgentError, match="newer than this edge-agent"):
+        open_store(path)
+
+
+def test_from_settings_uses_the_configured_bounds(tmp_path: Path) -> None:
+    settings = EventSettings(path=tmp_path / "e" / "events.db", outbox_max_events=2, review_days=1.0)
+    with EventStore.from_settings(settings) as store:
+        assert (store.max_events, store.review_days) == (2, 1.0)
+        assert store.path.is_file()
+
+
+def test_commits_and_acks_from_two_threads(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    """The worker commits while the network thread marks rows sent: nothing lost, nothing left."""
+    total = 200
+    with open_store(tmp_path / "events.db", max_events=1000) as store:
+        committed = threading.Event()
+
+        def commit() -> None:
+            for i in range(total):
+                store.commit_match(make_match_event(), TOPIC, vector(i))
+            committed.set()
+
+        worker = threading.Thread(target=commit)
+        worker.start()
+        acked = 0
+        while not (committed.is_set() and store.depth() == 0):
+            for message in store.pending(limit=10):
+                store.mark_sent(message.seq)
+                acked += 1
+        worker.join()
+        assert acked == total
+        assert store.dropped() == 0
