@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -214,3 +215,45 @@ def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def test_listen_prints_valid_events_and_names_invalid_payloads(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
+) -> None:
+    """`edge-agent listen` follows the agent's topics, checks each payload against its schema, and
+    reports a malformed one on stderr (exit 1) without stopping."""
+    import subprocess
+    import sys
+
+    import paho.mqtt.publish as publish
+
+    settings = agent_settings(tmp_path, broker)
+    enrol_demo_people(settings, faces)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGE_AGENT_")}
+    env |= {"EDGE_AGENT_MQTT__HOST": "127.0.0.1", "EDGE_AGENT_MQTT__PORT": str(broker.port)}
+    listener = subprocess.Popen(
+        [sys.executable, "-m", "edge_agent", "listen", "--count", "1", "--timeout", "60", "--matches-only"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait(lambda: broker.log_count("edge-agent-listen-") > 0, "the listener to connect")
+        time.sleep(0.5)  # its SUBSCRIBE
+        publish.single(
+            f"{PREFIX}/{DEVICE}/events/match",
+            b'{"schema": "edge-agent.match/1"}',
+            hostname="127.0.0.1",
+            port=broker.port,
+            qos=1,
+        )
+        run_agent(settings, catalog)
+        out, err = listener.communicate(timeout=60)
+    finally:
+        listener.kill()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert len(lines) == 1 and lines[0]["kind"] == "match"
+    assert lines[0]["payload"]["review_required"] is True
+    assert "invalid payload on edge-agent/test-cam/events/match" in err and "event_id" in err
+    assert listener.returncode == 1  # it saw an invalid payload

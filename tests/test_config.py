@@ -89,3 +89,26 @@ def test_cli_show_prints_toml_that_loads_back(tmp_path: Path) -> None:
     assert shown["detector"]["model"] == "full_range"
     again = write(tmp_path, result.stdout)
     assert load_settings(again).runtime.threads == 3
+
+
+def test_readme_documents_every_setting() -> None:
+    """Every key of every section appears in the README's configuration table."""
+    from pydantic import BaseModel
+
+    from edge_agent.config import Settings
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = readme[readme.index("## Configuration") :]
+    table = table[: table.index("\n## ")]
+    missing = []
+    for name, field in Settings.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            for key in annotation.model_fields:
+                row_key = f"`{name}.{key}`" in table
+                shared_row = f"| `{name}." in table and (f"`{key}`" in table or f", `{key}`" in table)
+                if not (row_key or shared_row):
+                    missing.append(f"{name}.{key}")
+        elif f"`{name}`" not in table:
+            missing.append(name)
+    assert missing == []
