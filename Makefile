@@ -21,7 +21,13 @@ $(VENV)/.dev-installed: pyproject.toml | $(BIN)/python
 	$(PIP) install --quiet -e '.[dev]'
 	@touch $@ $(VENV)/.runtime-installed
 
+# The demo's live agent publishes to a local mosquitto; install it where we may (root on Debian).
 demo: $(VENV)/.runtime-installed
+	@command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || \
+		{ [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		  (apt-get install -y -qq mosquitto >/dev/null 2>&1 || \
+		   (apt-get update -qq && apt-get install -y -qq mosquitto >/dev/null)); } || \
+		echo "mosquitto is not installed (apt-get install mosquitto): the demo's events will stay in its outbox"
 	$(BIN)/edge-agent demo
 
 lint: $(VENV)/.dev-installed

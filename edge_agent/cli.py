@@ -284,9 +284,9 @@ def _bench_line(result: BenchResult) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from edge_agent.demo import default_kit, run_detection_demo, run_matching_demo
+    from edge_agent.demo import default_kit, run_detection_demo
+    from edge_agent.demo_live import run_live_demo
     from edge_agent.vision.pipeline import FacePipeline
-    from edge_agent.watchlist.store import Watchlist
 
     settings = _settings(args)
     pipeline = FacePipeline.from_settings(settings)
@@ -305,21 +305,36 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         for drawn in summary.drawn:
             print(f"    drawn: {drawn}")
     point = pipeline.embedder.operating_point
-    print(
-        f"matching: {pipeline.embedder.model_id}, threshold {point.threshold:.3f} "
-        f"(false-match rate {point.target_fmr:g}, calibration in models/manifest.toml)"
-    )
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as scratch:
-        spec = pipeline.embedder.spec
-        db = Path(scratch) / "watchlist.db"
-        with Watchlist.open(db, model_id=settings.embedder.model, dimensions=spec.dimensions) as watchlist:
-            print(f"  demo watchlist: {db} (deleted afterwards)")
-            for match in run_matching_demo(pipeline, watchlist, kit):
-                print(
-                    f"  {match.reference.name} in {match.clip.name}: matched in {match.frames_matched} of "
-                    f"{match.frames_searched} frames searched, best distance {match.best_distance:.3f}"
-                )
-    return EXIT_OK
+        print(
+            f"live agent: the kit photos enrolled in a throw-away watchlist in {scratch} (deleted afterwards)"
+        )
+        result = run_live_demo(settings, pipeline, kit, Path(scratch))
+    where = f"local mosquitto on {result.broker}" if result.broker else "no mosquitto found: no broker"
+    print(
+        f"  {result.clip.name}: {result.frames} frames, {result.tracks} tracks; {where}; "
+        f"threshold {point.threshold:.3f} at false-match rate {point.target_fmr:g}, "
+        f"{settings.decision.k} of {settings.decision.n} embeddings must agree"
+    )
+    names = dict(result.enrolled)
+    for event in result.events:
+        print(
+            f"  match event: {names.get(str(event['subject_id']), event['subject_id'])} on track "
+            f"{event['track_id']}, distance {event['distance']} < {event['threshold']}, "
+            f"{event['frames_agreeing']} of {event['frames_seen']} agreeing, event {event['event_id']}"
+        )
+    matched = {str(event["subject_id"]) for event in result.events}
+    for subject_id, name in result.enrolled.items():
+        if subject_id not in matched:
+            print(f"  no event for {name}")
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(result.topics.items()))
+    if result.broker:
+        print(f"  messages received and checked against their schemas: {counts or 'none'}")
+    else:
+        print(f"  {result.left_in_outbox} event(s) would wait in the outbox for a broker")
+    for problem in result.invalid:
+        print(f"edge-agent: invalid payload {problem}", file=sys.stderr)
+    return EXIT_FAILURES if result.invalid else EXIT_OK
 
 
 def _default_faces_dir() -> Path:

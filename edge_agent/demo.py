@@ -1,9 +1,8 @@
 """The README's demo: the bundled models run over the bundled demo kit (photos and a clip).
 
-It grows with the product; today it shows detection (faces per photo; for the clip, how many frames
-had faces and how fast the detector ran; annotated pictures go to the output folder) and matching: each
-photo's face enrolled in a throw-away watchlist (a temporary folder) and the clip searched for it at the
-configured false-match rate.
+Detection (faces per photo; for the clip, how many frames had faces and how fast the detector ran;
+annotated pictures go to the output folder) and the kit photos' enrolment; the live agent part is in
+`edge_agent.demo_live`.
 """
 
 from __future__ import annotations
@@ -13,8 +12,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-
-import numpy as np
 
 from edge_agent.capture.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, read_frames, read_image
 from edge_agent.draw import draw_faces, save_jpeg
@@ -73,15 +70,6 @@ def run_detection_demo(detector: FaceDetector, kit: Path, out: Path) -> list[Med
     return summaries
 
 
-@dataclass(frozen=True)
-class MatchSummary:
-    reference: Path
-    clip: Path
-    frames_searched: int
-    frames_matched: int
-    best_distance: float
-
-
 def enrol_kit_photos(pipeline: FacePipeline, watchlist: Watchlist, kit: Path) -> dict[str, Path]:
     """Each kit photo's face enrolled as a demo subject (expires in a day); subject id -> photo."""
     now = watchlist.clock()
@@ -98,30 +86,3 @@ def enrol_kit_photos(pipeline: FacePipeline, watchlist: Watchlist, kit: Path) ->
         )
         enrolled[watchlist.enroll(subject, [template]).id] = path
     return enrolled
-
-
-def run_matching_demo(
-    pipeline: FacePipeline, watchlist: Watchlist, kit: Path, every: int = 5
-) -> list[MatchSummary]:
-    """The kit photos enrolled in `watchlist`, then every clip searched for them frame by frame at the
-    configured false-match rate."""
-    enrolled = enrol_kit_photos(pipeline, watchlist, kit)
-    summaries = []
-    for clip in (p for p in kit_files(kit) if p.suffix.lower() in VIDEO_SUFFIXES):
-        best = dict.fromkeys(enrolled, np.inf)
-        matched = dict.fromkeys(enrolled, 0)
-        frames = 0
-        for frame in read_frames(clip, every):
-            frames += 1
-            hits: set[str] = set()
-            for face in pipeline.describe_all(frame.image):
-                for match in watchlist.search(face.descriptor, k=len(enrolled)):
-                    best[match.subject.id] = min(best[match.subject.id], match.distance)
-                    if pipeline.embedder.is_match(match.distance):
-                        hits.add(match.subject.id)
-            for subject_id in hits:
-                matched[subject_id] += 1
-        summaries += [
-            MatchSummary(enrolled[sid], clip, frames, matched[sid], float(best[sid])) for sid in enrolled
-        ]
-    return summaries

@@ -62,13 +62,14 @@ class Listener:
         self.topic_filter = f"{settings.topic_prefix}/{device_id}/#"
         self._messages: queue.Queue[Received] = queue.Queue()
         self._seen: set[str] = set()
-        self._connected = threading.Event()
+        self.subscribed = threading.Event()
         self.last_error: str | None = None
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"edge-agent-listen-{uuid.uuid4().hex[:8]}"
         )
         configure_client(client, settings)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
         self._client = client
 
@@ -77,7 +78,9 @@ class Listener:
             self.last_error = f"broker refused the connection: {reason}"
             return
         client.subscribe(self.topic_filter, qos=1)
-        self._connected.set()
+
+    def _on_subscribe(self, _client: mqtt.Client, _u: object, _mid: int, _codes: object, _p: object) -> None:
+        self.subscribed.set()
 
     def _on_message(self, _client: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
         received = check_payload(message.topic, bytes(message.payload))
@@ -88,15 +91,17 @@ class Listener:
             self._seen.add(event_id)
         self._messages.put(received)
 
-    def messages(self, timeout_s: float | None = None) -> Iterator[Received]:
-        """Messages as they arrive, until `timeout_s` passes (forever with None)."""
+    def messages(
+        self, timeout_s: float | None = None, stop: threading.Event | None = None
+    ) -> Iterator[Received]:
+        """Messages as they arrive, until `timeout_s` passes (forever with None) or `stop` is set."""
         self._client.connect_async(
             self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
         )
         self._client.loop_start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
-            while deadline is None or time.monotonic() < deadline:
+            while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 try:
                     yield self._messages.get(timeout=wait)
