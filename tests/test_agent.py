@@ -257,3 +257,22 @@ def test_listen_prints_valid_events_and_names_invalid_payloads(
     assert lines[0]["payload"]["review_required"] is True
     assert "invalid payload on edge-agent/test-cam/events/match" in err and "event_id" in err
     assert listener.returncode == 1  # it saw an invalid payload
+
+
+def test_face_crop_when_enabled_is_the_aligned_chip_only(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
+) -> None:
+    import base64
+
+    import cv2
+    import numpy as np
+
+    settings = agent_settings(tmp_path, broker, events={"face_crop": True})
+    enrol_demo_people(settings, faces)
+    subscriber = Subscriber(broker, MATCH_TOPIC).start()
+    run_agent(settings, catalog)
+    event = payloads(subscriber.wait_for(1, MATCH_TOPIC))[0]
+    data = base64.b64decode(event["face_jpeg"])
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    size = faces.embedder.spec.input_size
+    assert image is not None and image.shape == (size, size, 3)  # the chip, never the frame
