@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: demo test test-slow lint bench-detect bench-embed bench-watchlist eval calibrate models models-check clean
+.PHONY: demo test test-slow lint bench-detect bench-embed bench-watchlist bench-pipeline soak eval calibrate models models-check clean
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -49,6 +49,15 @@ bench-embed: $(VENV)/.dev-installed
 
 bench-watchlist: $(VENV)/.dev-installed
 	$(BIN)/edge-agent bench watchlist --size 1000000
+
+# The live agent end to end on the demo clip with its own mosquitto, beside face_recognition's approach (dlib)
+bench-pipeline: $(VENV)/.dev-installed
+	$(BIN)/edge-agent bench pipeline --repeat 5
+
+# Memory of the live agent over a looped clip; fails (exit 1) if RSS grows 5% or more after warm-up
+SOAK_MINUTES ?= 10
+soak: $(VENV)/.dev-installed
+	$(BIN)/edge-agent bench soak --minutes $(SOAK_MINUTES)
 
 # Accuracy of the project pipeline beside dlib's (people/ + strangers/, lfw-devtrain) -> docs/accuracy.md
 eval: $(VENV)/.dev-installed

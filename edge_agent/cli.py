@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from edge_agent.cli_agent import add_agent_commands
+from edge_agent.cli_bench_live import add_live_bench_commands
 from edge_agent.cli_faces import add_face_commands, positive_int
 from edge_agent.cli_watchlist import add_watchlist_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
@@ -105,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench_watchlist.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     bench_watchlist.add_argument("--no-write", action="store_true", help="print only")
     bench_watchlist.set_defaults(handler=_cmd_bench_watchlist)
+    add_live_bench_commands(bench_commands)
 
     add_face_commands(commands)
     add_watchlist_commands(commands)

@@ -46,6 +46,8 @@ class LatestFrameSlot:
         with self._ready:
             while wait and self._item is not None and not stop.is_set():
                 self._ready.wait(0.05)
+            if stop.is_set() and self._item is not None:
+                return  # shutting down: keep the unread frame, and do not count a drop that is not one
             if self._item is not None:
                 self.dropped += 1
             self._item = item

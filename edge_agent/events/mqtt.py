@@ -110,7 +110,7 @@ def configure_client(client: mqtt.Client, settings: MqttSettings) -> None:
     if settings.username is not None:
         password = settings.password.get_secret_value() if settings.password is not None else None
         client.username_pw_set(settings.username, password)
-    if settings.uses_tls or settings.cert_file is not None:
+    if settings.uses_tls:
         client.tls_set_context(tls_context(settings))
     # paho annotates these as int but takes seconds as float (tests use sub-second backoff).
     client.reconnect_delay_set(cast(int, settings.reconnect_min_s), cast(int, settings.reconnect_max_s))
