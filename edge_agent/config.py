@@ -165,7 +165,9 @@ class WatchlistSettings(Section):
         "from SQLite's float32 templates. i8 is not recommended: usearch normalises i8 vectors to unit "
         "length, so its candidates are found by angle, not Euclidean distance (docs/benchmarks.md).",
     )
-    default_watchlist: str = Field("default", min_length=1, description="Watchlist name when none is given.")
+    default_watchlist: str = Field(
+        "default", min_length=1, max_length=64, description="Watchlist name when none is given."
+    )
     search_k: int = Field(5, ge=1, le=100, description="How many subjects `watchlist search` lists.")
     signing_key: Path | None = Field(
         None, description="Ed25519 private key (PEM) that signs exported bundles (`watchlist keygen`)."

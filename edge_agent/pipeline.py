@@ -56,10 +56,11 @@ class RunCounters:
 
 @dataclass(frozen=True)
 class Shot:
-    """A tracked face that passed the quality gates, aligned and embedded, with the frame it came from."""
+    """A tracked face that passed the quality gates, aligned and embedded. It keeps the size of its frame,
+    never the frame: a track's vote window holds n shots."""
 
     tracked: TrackedFace
-    frame: Frame
+    frame_size: tuple[int, int]
     described: DescribedFace
 
 
@@ -90,7 +91,8 @@ class IdentityStage:
             with clock.time("embed"):
                 descriptor = self.faces.embedder.embed(chip)
             self.tracker.embedded(item.track_id, quality.score, frame.captured_at)
-            shots.append(Shot(item, frame, DescribedFace(item.face, landmarks, chip, quality, descriptor)))
+            described = DescribedFace(item.face, landmarks, chip, quality, descriptor)
+            shots.append(Shot(item, (frame.width, frame.height), described))
         return shots
 
     def _cheap_gates_pass(self, item: TrackedFace) -> bool:
@@ -155,7 +157,7 @@ class EventFactory:
             frames_seen=decision.frames_seen,
             track_id=decision.track_id,
             box=_rounded_box(shot.tracked.face.box),
-            frame_size=(shot.frame.width, shot.frame.height),
+            frame_size=shot.frame_size,
             quality=Quality(**quality),
             models=Models(detector=self.faces.detector.model_id, embedder=embedder.model_id),
             agent_version=agent_version(),
@@ -230,7 +232,7 @@ class LivePipeline:
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):
             candidate = self.matcher.candidate(
-                shot.tracked.track_id, shot.frame.captured_at, shot.described.descriptor
+                shot.tracked.track_id, captured.frame.captured_at, shot.described.descriptor
             )
         decision = self.vote.add(candidate, shot)
         if decision is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -18,8 +19,9 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
-from edge_agent.capture.source import FrameSource, open_source
+from edge_agent.capture.source import FrameSource, open_source, redact
 from edge_agent.config import Settings
+from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import Publisher, Topics
 from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import (
@@ -142,7 +144,7 @@ class Agent:
             logger.info(
                 "running: camera %s (%s), %d watchlist subjects, threshold %.4f at false-match rate %g",
                 settings.camera.id,
-                settings.camera.source,
+                redact(settings.camera.source),
                 watchlist.stats().live_subjects,
                 faces.embedder.threshold,
                 settings.embedder.target_fmr,
@@ -167,9 +169,11 @@ class Agent:
         health = Every(self.settings.mqtt.health_interval_s)
         purge = Every(self.settings.service.purge_interval_s)
         purge.due(time.monotonic())  # the purge at start has just run
+        last_frame = time.monotonic()
         while not self._stop.is_set():
             captured = self.slot.take(TAKE_TIMEOUT_S)
             if captured is not None:
+                last_frame = time.monotonic()
                 events = pipeline.process(captured)
                 if events:
                     publisher.wake()
@@ -184,7 +188,9 @@ class Agent:
                         if self.on_event is not None:
                             self.on_event(event, captured)
             elif self.slot.finished:
-                logger.info("camera %s: end of %s", self.settings.camera.id, self.settings.camera.source)
+                logger.info(
+                    "camera %s: end of %s", self.settings.camera.id, redact(self.settings.camera.source)
+                )
                 break
             now = time.monotonic()
             if self._reload.is_set():
@@ -195,9 +201,22 @@ class Agent:
                 publisher.publish_health(self.health(pipeline, store))
             if purge.due(now):
                 self._purge(pipeline, store)
-            self.notifier.pet()
+            if not self._capture_stalled(now - last_frame):
+                self.notifier.pet()
 
     # ---- helpers -------------------------------------------------------------------------------
+
+    def _capture_stalled(self, since_frame_s: float) -> bool:
+        """A camera that says it is streaming but has delivered nothing for half the watchdog period is
+        hung (e.g. a read blocked forever): stop petting, and systemd restarts the service."""
+        interval = self.notifier.watchdog_interval_s
+        runner = self.runner
+        return (
+            interval is not None
+            and runner is not None
+            and runner.state == "streaming"
+            and since_frame_s > interval
+        )
 
     def _open_watchlist(self, faces: FacePipeline) -> Watchlist:
         watchlist = Watchlist.open(
@@ -211,10 +230,15 @@ class Agent:
         return watchlist
 
     def _reopen_watchlist(self, pipeline: LivePipeline) -> None:
+        """SIGHUP: swap in the watchlist as it is on disk now; if it cannot be opened, keep the old one."""
         self.notifier.reloading()
-        watchlist = self._open_watchlist(pipeline.faces)
-        pipeline.replace_watchlist(watchlist).close()
-        logger.info("watchlist reloaded: %d live subjects", watchlist.stats().live_subjects)
+        try:
+            watchlist = self._open_watchlist(pipeline.faces)
+        except (EdgeAgentError, sqlite3.Error) as exc:
+            logger.info("watchlist reload failed, keeping the loaded one: %s", exc)
+        else:
+            pipeline.replace_watchlist(watchlist).close()
+            logger.info("watchlist reloaded: %d live subjects", watchlist.stats().live_subjects)
         self.notifier.ready(f"watching camera {self.settings.camera.id}")
 
     def _purge(self, pipeline: LivePipeline, store: EventStore) -> None:

@@ -276,3 +276,33 @@ def test_face_crop_when_enabled_is_the_aligned_chip_only(
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     size = faces.embedder.spec.input_size
     assert image is not None and image.shape == (size, size, 3)  # the chip, never the frame
+
+
+def test_a_reload_that_fails_keeps_the_agent_running(
+    tmp_path: Path,
+    broker: Broker,
+    catalog: ModelCatalog,
+    faces: FacePipeline,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """SIGHUP after the watchlist file was replaced by one from a newer schema: the agent says so in one
+    line and keeps watching with the watchlist it has."""
+    settings = agent_settings(tmp_path, broker, camera={"loop": True})
+    open_watchlist(settings, faces).close()
+    agent = Agent(settings, catalog=catalog)
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        _wait(lambda: agent.runner is not None and agent.runner.frames > 10, "frames")
+        conn = sqlite3.connect(settings.watchlist.path)
+        conn.execute("PRAGMA user_version = 99")
+        conn.close()
+        with caplog.at_level("INFO", logger="edge_agent"):
+            agent.reload()
+            _wait(lambda: "watchlist reload failed" in caplog.text, "the reload to fail")
+        frames = agent.runner.frames if agent.runner else 0
+        _wait(lambda: agent.runner is not None and agent.runner.frames > frames + 10, "frames after it")
+        assert runner.is_alive()
+    finally:
+        agent.stop()
+        runner.join(30)

@@ -6,11 +6,13 @@ import itertools
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import numpy as np
 
 from edge_agent.capture.opencv import OpenCVSource
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
+from edge_agent.capture.source import redact
 from edge_agent.config import CameraSettings
 from edge_agent.types import Frame
 from tests.agent_kit import DEMO_CLIP
@@ -98,3 +100,30 @@ def test_a_camera_that_cannot_be_opened_is_retried_with_backoff() -> None:
     assert len(lines) == 1  # the same failure is logged once, not on every retry
     runner.stop()
     assert not runner.alive and slot.finished
+
+
+def test_a_camera_that_opens_but_gives_no_frames_is_not_reopened_in_a_tight_loop(tmp_path: Path) -> None:
+    """The demo clip with its picture data blanked: it opens (its index is intact) and every read fails,
+    like a busy camera or an RTSP server that hangs up after the handshake."""
+    data = bytearray(DEMO_CLIP.read_bytes())
+    start, end = data.find(b"mdat") + 4, data.find(b"moov") - 4
+    data[start:end] = bytes(end - start)
+    blank = tmp_path / "blank.mp4"
+    blank.write_bytes(bytes(data))
+    settings = CameraSettings(source=str(blank), kind="stream", reconnect_min_s=0.05, reconnect_max_s=0.4)
+    lines: list[str] = []
+    runner = CaptureRunner(
+        OpenCVSource("c", str(blank), live=True), LatestFrameSlot(), settings, log=lines.append
+    )
+    runner.start()
+    time.sleep(1.5)
+    runner.stop()
+    assert runner.frames == 0
+    assert 2 <= runner.reconnects <= 12  # backoff 0.1, 0.2, 0.4, 0.4 ... s, not thousands of reopens
+    assert runner.state == "ended" and len(lines) == 1, lines  # logged once, never "streaming"
+
+
+def test_camera_credentials_never_reach_messages() -> None:
+    text = "camera c: cannot open rtsp://admin:p@ss@10.0.0.5:554/stream1"
+    assert redact(text) == "camera c: cannot open rtsp://***@10.0.0.5:554/stream1"
+    assert redact("/dev/video0") == "/dev/video0"

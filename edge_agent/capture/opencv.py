@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_agent.capture.source import redact
 from edge_agent.errors import CaptureError
 from edge_agent.types import Frame, RGBImage
 
@@ -44,7 +45,7 @@ class OpenCVSource:
         capture = cv2.VideoCapture(capture_target(self.source))
         if not capture.isOpened():
             capture.release()
-            raise CaptureError(f"camera {self.camera_id}: cannot open {self.source}")
+            raise CaptureError(f"camera {self.camera_id}: cannot open {redact(self.source)}")
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else None
         self._capture = capture
@@ -55,7 +56,9 @@ class OpenCVSource:
         ok, bgr = self._capture.read()
         if not ok or bgr is None:
             if self.live:
-                raise CaptureError(f"camera {self.camera_id}: stopped delivering frames ({self.source})")
+                raise CaptureError(
+                    f"camera {self.camera_id}: stopped delivering frames ({redact(self.source)})"
+                )
             if self.loop and self._index > 0 and self._rewind():
                 return self.read()
             return None

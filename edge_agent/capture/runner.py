@@ -17,7 +17,7 @@ from typing import Literal
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from edge_agent.capture.source import FrameSource
+from edge_agent.capture.source import FrameSource, redact
 from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.types import Frame
@@ -108,6 +108,7 @@ class CaptureRunner:
         return self._thread.is_alive()
 
     def _run(self) -> None:
+        delay = self.settings.reconnect_min_s
         try:
             while not self._stop.is_set():
                 try:
@@ -116,15 +117,25 @@ class CaptureRunner:
                     if not self.source.live:
                         self.fatal = exc
                     break
+                delivered = self.frames
                 try:
                     if self._stream():
                         break  # the file ended
-                except CaptureError as exc:
+                except Exception as exc:  # a driver or decoder error counts as the camera failing
+                    error = as_capture_error(exc, self.source.camera_id)
                     if not self.source.live:
-                        self.fatal = exc
+                        self.fatal = error
                         break
-                    self._failed(str(exc))
+                    self._failed(str(error))
                     self.reconnects += 1
+                    # a camera that opens but fails at once must not be reopened in a tight loop
+                    grew = self.frames > delivered
+                    delay = (
+                        self.settings.reconnect_min_s
+                        if grew
+                        else min(2 * delay, self.settings.reconnect_max_s)
+                    )
+                    self._stop.wait(delay)
         finally:
             self.source.close()
             self.state = "ended"
@@ -133,8 +144,7 @@ class CaptureRunner:
     def _open(self) -> None:
         """Open the source, retrying live cameras with capped exponential backoff until stopped."""
         if not self.source.live:
-            self.source.open()
-            self.state = "streaming"
+            self._open_source()
             return
         retrying = Retrying(
             retry=retry_if_exception_type(CaptureError),
@@ -148,11 +158,13 @@ class CaptureRunner:
             before_sleep=self._before_retry,
             reraise=True,
         )
-        retrying(self.source.open)
-        if self.state != "streaming":
-            self.log(f"camera {self.source.camera_id}: streaming from {self.settings.source}")
-        self.state = "streaming"
-        self.last_error = None
+        retrying(self._open_source)
+
+    def _open_source(self) -> None:
+        try:
+            self.source.open()
+        except Exception as exc:
+            raise as_capture_error(exc, self.source.camera_id) from None
 
     def _sleep(self, seconds: float) -> None:
         self._stop.wait(seconds)
@@ -177,6 +189,11 @@ class CaptureRunner:
             frame = self.source.read()
             if frame is None:
                 return True
+            if self.state != "streaming":  # streaming means frames arrive, not merely an open device
+                if self.source.live:
+                    self.log(f"camera {self.source.camera_id}: streaming from {redact(self.settings.source)}")
+                self.state = "streaming"
+                self.last_error = None
             now = time.monotonic()
             if self.settings.realtime and not self.source.live:
                 if start_wall is None:
@@ -188,3 +205,9 @@ class CaptureRunner:
             self.frames += 1
             self.slot.put(Captured(frame, now), wait=not paced, stop=self._stop)
         return False
+
+
+def as_capture_error(exc: BaseException, camera_id: str) -> CaptureError:
+    if isinstance(exc, CaptureError):
+        return exc
+    return CaptureError(f"camera {camera_id}: {type(exc).__name__}: {redact(str(exc))}")

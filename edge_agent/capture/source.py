@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Protocol
 
@@ -39,3 +40,11 @@ def open_source(settings: CameraSettings) -> FrameSource:
     from edge_agent.capture.opencv import OpenCVSource
 
     return OpenCVSource(settings.id, settings.source, live=not is_file_source(settings), loop=settings.loop)
+
+
+_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
+
+
+def redact(text: str) -> str:
+    """Hide the user:password of any URL in `text` (RTSP cameras carry them), for logs and health."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)

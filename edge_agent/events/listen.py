@@ -63,6 +63,7 @@ class Listener:
         self._messages: queue.Queue[Received] = queue.Queue()
         self._seen: set[str] = set()
         self.subscribed = threading.Event()
+        self._stopped = threading.Event()
         self.last_error: str | None = None
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"edge-agent-listen-{uuid.uuid4().hex[:8]}"
@@ -76,6 +77,7 @@ class Listener:
     def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
         if reason.is_failure:
             self.last_error = f"broker refused the connection: {reason}"
+            self._stopped.set()  # a listener that cannot log in says so and ends, it does not spin silently
             return
         client.subscribe(self.topic_filter, qos=1)
 
@@ -102,6 +104,8 @@ class Listener:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
+                if self._stopped.is_set():
+                    break
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 try:
                     yield self._messages.get(timeout=wait)

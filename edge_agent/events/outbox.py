@@ -172,6 +172,7 @@ class EventStore:
             conn = sqlite3.connect(path, isolation_level=None, timeout=30.0, check_same_thread=False)
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA secure_delete = ON")  # a purged embedding is overwritten, not just freed
             _migrate(conn, path)
         except sqlite3.Error as exc:
             if conn is not None:
@@ -296,7 +297,15 @@ class EventStore:
         """Deletes review rows (sent or not) decided more than `review_days` ago; returns how many."""
         cutoff = db_time(self.clock() - timedelta(days=self.review_days))
         with self._transaction() as conn:
-            return int(conn.execute("DELETE FROM review WHERE decided_at < ?", (cutoff,)).rowcount)
+            deleted = int(conn.execute("DELETE FROM review WHERE decided_at < ?", (cutoff,)).rowcount)
+        if deleted:
+            self.wipe_wal()
+        return deleted
+
+    def wipe_wal(self) -> None:
+        """Move the WAL into the database and truncate it, so deleted rows' old pages leave the WAL too."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def add_counters(self, deltas: Mapping[str, int]) -> None:
         """Adds to aggregate counters. The known ones (`KNOWN_COUNTERS`) exist from the start, so this only

@@ -22,6 +22,9 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
+MAX_WATCHLIST_NAME = 64  # match events carry it (edge_agent.events.schema allows 128)
+
+
 @dataclass(frozen=True)
 class NewSubject:
     """Why someone is on the watchlist, who put them there, and until when. All are required."""
@@ -37,6 +40,8 @@ class NewSubject:
         for name in ("display_name", "watchlist", "reason", "source", "created_by"):
             if not str(getattr(self, name)).strip():
                 raise EdgeAgentError(f"{name.replace('_', ' ')} must not be empty")
+        if len(self.watchlist.strip()) > MAX_WATCHLIST_NAME:
+            raise EdgeAgentError(f"watchlist name is longer than {MAX_WATCHLIST_NAME} characters")
         if self.expires_at <= now:
             raise EdgeAgentError(f"expiry {utc_text(self.expires_at)} is not in the future")
 

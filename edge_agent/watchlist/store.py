@@ -106,6 +106,7 @@ class Watchlist:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = FULL")
             conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute("PRAGMA secure_delete = ON")  # removed templates are overwritten, not just freed
             migrate(conn, str(path))
         except sqlite3.DatabaseError as exc:
             raise EdgeAgentError(f"{path}: not a usable watchlist database ({exc})") from None
@@ -291,6 +292,7 @@ class Watchlist:
             audit.append(
                 self.conn, actor=actor, action=action, subject_id=subject.id, details=details, at=self.clock()
             )
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the deleted templates' pages leave the WAL
         self.index.remove(np.array(ids, dtype=np.int64))
         self.index.save()
         return self.subject(subject.id)
