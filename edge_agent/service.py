@@ -154,6 +154,8 @@ class Agent:
             self.notifier.stopping()
             runner.stop()
             self._flush_counters(pipeline, store)
+            if publisher.connected:  # the final counters of this run
+                publisher.publish_health(self.health(pipeline, store))
             if store.depth():
                 drained = publisher.drain(settings.events.drain_timeout_s)
                 if not drained:

@@ -123,7 +123,7 @@ def test_privacy_unknown_faces_leave_no_trace(
     assert table_rows(settings.events.path)["counters"] == before_rows[settings.events.path]["counters"]
     assert new_files == set(), new_files
     health = payloads(subscriber.messages(f"{PREFIX}/{DEVICE}/health"))
-    assert health and health[-1]["counters"]["matches"] == 0
+    assert all(h["counters"]["matches"] == 0 for h in health)  # how many depends on the run's length
 
 
 def test_events_made_while_the_broker_is_down_arrive_after_it_returns(

@@ -9,18 +9,11 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 from collections.abc import Collection
 from dataclasses import dataclass
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
 from edge_agent.config import MqttSettings
-from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import configure_client
+from edge_agent.events.subscription import Subscription
 
 
 @dataclass(frozen=True)
@@ -38,43 +31,12 @@ class ArrivalRecorder:
         self.topic = topic
         self._arrivals: dict[str, Arrival] = {}
         self._changed = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edge-agent-bench-{uuid.uuid4().hex[:8]}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        configure_client(self.client, settings)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
+        self._subscription = Subscription(settings, topic, self._on_message, "edge-agent-bench")
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if not reason.is_failure:
-            client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, _topic: str, payload: bytes) -> None:
         at = time.monotonic()
         try:
-            body = json.loads(message.payload)
+            body = json.loads(payload)
             event_id, subject_id = str(body["event_id"]), str(body["subject_id"])
         except (ValueError, KeyError, TypeError):
             return
@@ -84,19 +46,11 @@ class ArrivalRecorder:
 
     def start(self, timeout_s: float = 10.0) -> ArrivalRecorder:
         """Connects and subscribes; EdgeAgentError if the broker has not confirmed within `timeout_s`."""
-        self.client.connect_async(self.settings.host, self.settings.port, keepalive=30)
-        self.client.loop_start()
-        if not self._subscribed.wait(timeout_s):
-            self.close()
-            raise EdgeAgentError(
-                f"bench subscriber: no subscription at {self.settings.host}:{self.settings.port} "
-                f"within {timeout_s:g} s"
-            )
+        self._subscription.start(timeout_s)
         return self
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self._subscription.close()
 
     def arrival(self, event_id: str) -> Arrival | None:
         with self._changed:

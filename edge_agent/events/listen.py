@@ -10,18 +10,15 @@ import json
 import queue
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from pydantic import ValidationError
 
 from edge_agent.config import MqttSettings, describe_validation_error
-from edge_agent.events.mqtt import configure_client
 from edge_agent.events.schema import PAYLOADS, Payload
+from edge_agent.events.subscription import Subscription
 
 SCHEMA_KINDS = {f"edge-agent.{kind}/1": kind for kind in PAYLOADS}
 
@@ -62,30 +59,16 @@ class Listener:
         self.topic_filter = f"{settings.topic_prefix}/{device_id}/#"
         self._messages: queue.Queue[Received] = queue.Queue()
         self._seen: set[str] = set()
-        self.subscribed = threading.Event()
-        self._stopped = threading.Event()
-        self.last_error: str | None = None
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2, client_id=f"edge-agent-listen-{uuid.uuid4().hex[:8]}"
-        )
-        configure_client(client, settings)
-        client.on_connect = self._on_connect
-        client.on_subscribe = self._on_subscribe
-        client.on_message = self._on_message
-        self._client = client
+        self._subscription = Subscription(settings, self.topic_filter, self._on_message, "edge-agent-listen")
+        self.subscribed = self._subscription.subscribed
 
-    def _on_connect(self, client: mqtt.Client, _u: object, _f: object, reason: Any, _p: object) -> None:
-        if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
-            self._stopped.set()  # a listener that cannot log in says so and ends, it does not spin silently
-            return
-        client.subscribe(self.topic_filter, qos=1)
+    @property
+    def last_error(self) -> str | None:
+        error: str | None = self._subscription.last_error
+        return error
 
-    def _on_subscribe(self, _client: mqtt.Client, _u: object, _mid: int, _codes: object, _p: object) -> None:
-        self.subscribed.set()
-
-    def _on_message(self, _client: mqtt.Client, _u: object, message: mqtt.MQTTMessage) -> None:
-        received = check_payload(message.topic, bytes(message.payload))
+    def _on_message(self, topic: str, payload: bytes) -> None:
+        received = check_payload(topic, payload)
         if received.kind == "match" and received.error is None and received.payload is not None:
             event_id = str(received.payload["event_id"])
             if event_id in self._seen:
@@ -97,14 +80,11 @@ class Listener:
         self, timeout_s: float | None = None, stop: threading.Event | None = None
     ) -> Iterator[Received]:
         """Messages as they arrive, until `timeout_s` passes (forever with None) or `stop` is set."""
-        self._client.connect_async(
-            self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s
-        )
-        self._client.loop_start()
+        self._subscription.start()
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
-                if self._stopped.is_set():
+                if self._subscription.refused.is_set():  # cannot log in: say so and end
                     break
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 try:
@@ -112,5 +92,4 @@ class Listener:
                 except queue.Empty:
                     continue
         finally:
-            self._client.disconnect()
-            self._client.loop_stop()
+            self._subscription.close()

@@ -1,0 +1,83 @@
+"""One QoS 1 subscription from `MqttSettings`: the part every subscriber of ours shares (the `listen`
+command, the benchmarks' arrival recorder): connect, subscribe on every (re)connect, say when the broker
+confirmed it or refused the login, and hand each message to a callback on paho's thread."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+
+from edge_agent.config import MqttSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.mqtt import configure_client
+
+OnMessage = Callable[[str, bytes], None]
+
+
+class Subscription:
+    def __init__(
+        self, settings: MqttSettings, topic: str, on_message: OnMessage, client_prefix: str = "edge-agent-sub"
+    ) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.subscribed = threading.Event()
+        self.refused = threading.Event()
+        self.last_error: str | None = None
+        self._deliver = on_message
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"{client_prefix}-{uuid.uuid4().hex[:8]}",
+            clean_session=True,
+            protocol=mqtt.MQTTv311,
+        )
+        configure_client(self.client, settings)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = self._on_subscribe
+        self.client.on_message = self._on_message
+
+    def _on_connect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.ConnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if reason.is_failure:
+            self.last_error = f"broker refused the connection: {reason}"
+            self.refused.set()
+            return
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        mid: int,
+        reasons: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        self.subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        self._deliver(message.topic, bytes(message.payload))
+
+    def start(self, timeout_s: float | None = None) -> None:
+        """Connect in the background; with `timeout_s`, wait for the broker to confirm the subscription
+        (EdgeAgentError naming the broker if it does not)."""
+        self.client.connect_async(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
+        self.client.loop_start()
+        if timeout_s is not None and not self.subscribed.wait(timeout_s):
+            self.close()
+            why = self.last_error or f"no subscription confirmed within {timeout_s:g} s"
+            raise EdgeAgentError(f"subscriber at {self.settings.host}:{self.settings.port}: {why}")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
