@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import threading
 import time
@@ -30,9 +29,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from paho.mqtt.enums import CallbackAPIVersion
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
+from pydantic import SecretStr
+
+from edge_agent.config import MqttSettings
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.subscription import Subscription
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
@@ -286,76 +287,56 @@ class Received:
     retain: bool
 
 
-def configure_client(client: mqtt.Client, broker: Broker) -> None:
-    """Log in as the observer and speak TLS to a TLS broker (with the client certificate when asked)."""
-    if broker.users is not None:
-        client.username_pw_set(*OBSERVER)
-    if broker.pki is not None:
-        context = ssl.create_default_context(cafile=str(broker.pki.ca_cert))
-        if broker.require_certificate:
-            context.load_cert_chain(broker.pki.client_cert, broker.pki.client_key)
-        client.tls_set_context(context)
+def observer_settings(broker: Broker) -> MqttSettings:
+    """How the test subscriber reaches `broker`: as the observer, over TLS to a TLS broker (with the
+    client certificate when the broker asks for one), reconnecting quickly."""
+    pki = broker.pki
+    return MqttSettings(
+        host=broker.host,
+        port=broker.port,
+        username=OBSERVER[0] if broker.users is not None else None,
+        password=SecretStr(OBSERVER[1]) if broker.users is not None else None,
+        ca_file=pki.ca_cert if pki is not None else None,
+        cert_file=pki.client_cert if pki is not None and broker.require_certificate else None,
+        key_file=pki.client_key if pki is not None and broker.require_certificate else None,
+        keepalive_s=10,
+        reconnect_min_s=0.1,
+        reconnect_max_s=0.5,
+    )
 
 
 class Subscriber:
-    """A paho client with a persistent session (clean_session=False) and a QoS 1 subscription, collecting
-    every message it receives in arrival order (thread-safe)."""
+    """A persistent session (clean_session=False) with a QoS 1 subscription, collecting every message it
+    receives in arrival order (thread-safe)."""
 
     def __init__(self, broker: Broker, topic: str = "#", client_id: str | None = None) -> None:
         self.broker = broker
         self.topic = topic
         self._messages: list[Received] = []
         self._changed = threading.Condition()
-        self._subscribed = threading.Event()
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
+        self.subscription = Subscription(
+            observer_settings(broker),
+            topic,
+            self._on_message,
             client_id=client_id or f"test-sub-{uuid.uuid4().hex[:8]}",
-            clean_session=False,
-            protocol=mqtt.MQTTv311,
+            persistent=True,
         )
-        configure_client(self.client, broker)
-        self.client.reconnect_delay_set(0.1, 0.5)  # type: ignore[arg-type]  # seconds; paho says int
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
 
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        if not reason.is_failure:
-            client.subscribe(self.topic, qos=1)
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        self._subscribed.set()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         with self._changed:
             self._messages.append(Received(message.topic, bytes(message.payload), bool(message.retain)))
             self._changed.notify_all()
 
     def start(self, timeout_s: float = 5.0) -> Subscriber:
         """Connects, subscribes, and waits for the broker's SUBACK."""
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=10)
-        self.client.loop_start()
-        if not self._subscribed.wait(timeout_s):
-            raise BrokerError(f"test subscriber not subscribed within {timeout_s} s\n{self.broker.log()}")
+        try:
+            self.subscription.start(timeout_s)
+        except EdgeAgentError as exc:
+            raise BrokerError(f"test subscriber: {exc}\n{self.broker.log()}") from None
         return self
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        self.subscription.close()
 
     def messages(self, topic: str | None = None) -> list[Received]:
         with self._changed:

@@ -12,6 +12,8 @@ import time
 from collections.abc import Collection
 from dataclasses import dataclass
 
+import paho.mqtt.client as mqtt
+
 from edge_agent.config import MqttSettings
 from edge_agent.events.subscription import Subscription
 
@@ -33,10 +35,10 @@ class ArrivalRecorder:
         self._changed = threading.Condition()
         self._subscription = Subscription(settings, topic, self._on_message, "edge-agent-bench")
 
-    def _on_message(self, _topic: str, payload: bytes) -> None:
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
         at = time.monotonic()
         try:
-            body = json.loads(payload)
+            body = json.loads(message.payload)
             event_id, subject_id = str(body["event_id"]), str(body["subject_id"])
         except (ValueError, KeyError, TypeError):
             return

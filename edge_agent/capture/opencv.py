@@ -1,11 +1,14 @@
 """USB/V4L2 cameras, RTSP/HTTP streams and video files through OpenCV's `VideoCapture`.
 
-Live frames are stamped with the wall clock when grabbed; a file's frames with the file's modification
-time plus their offset in the clip (a looped clip keeps counting, so frame times never go backwards).
+Live frames are stamped with the wall clock when grabbed, advanced by the monotonic clock so that their
+times never go backwards (tracking and the vote's cool-down compare frame times; an NTP step back must not
+freeze them). A file's frames carry the file's modification time plus their offset in the clip (a looped
+clip keeps counting).
 """
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -34,10 +37,14 @@ class OpenCVSource:
         self._start = datetime.now(UTC)
         self._offset_base_s = 0.0  # clip time already played in earlier loops
         self._last_offset_s = 0.0
+        self._anchor = (datetime.now(UTC), time.monotonic())  # live frames: wall time at a monotonic time
+        self._last_live: datetime | None = None
 
     def open(self) -> None:
         self.close()
-        if not self.live:
+        if self.live:
+            self._reanchor()
+        else:
             path = Path(self.source)
             if not path.is_file():
                 raise CaptureError(f"camera {self.camera_id}: no such video file {self.source}")
@@ -62,10 +69,12 @@ class OpenCVSource:
             if self.loop and self._index > 0 and self._rewind():
                 return self.read()
             return None
-        grabbed_at = datetime.now(UTC)
+        wall, mono = self._anchor
+        grabbed_at = wall + timedelta(seconds=time.monotonic() - mono)
         rgb: RGBImage = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
         if self.live:
             captured_at, offset_s = grabbed_at, 0.0
+            self._last_live = grabbed_at
         else:
             self._last_offset_s = max(0.0, self._capture.get(cv2.CAP_PROP_POS_MSEC) / 1000.0)
             offset_s = self._offset_base_s + self._last_offset_s
@@ -75,6 +84,12 @@ class OpenCVSource:
         )
         self._index += 1
         return frame
+
+    def _reanchor(self) -> None:
+        """Follow the wall clock again at each (re)open, unless that would take frame time backwards."""
+        now = datetime.now(UTC)
+        if self._last_live is None or now > self._last_live:
+            self._anchor = (now, time.monotonic())
 
     def _rewind(self) -> bool:
         assert self._capture is not None

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
 from edge_agent.config import MqttSettings, describe_validation_error
@@ -67,8 +68,8 @@ class Listener:
         error: str | None = self._subscription.last_error
         return error
 
-    def _on_message(self, topic: str, payload: bytes) -> None:
-        received = check_payload(topic, payload)
+    def _on_message(self, message: mqtt.MQTTMessage) -> None:
+        received = check_payload(message.topic, bytes(message.payload))
         if received.kind == "match" and received.error is None and received.payload is not None:
             event_id = str(received.payload["event_id"])
             if event_id in self._seen:

@@ -1,6 +1,7 @@
 """One QoS 1 subscription from `MqttSettings`: the part every subscriber of ours shares (the `listen`
-command, the benchmarks' arrival recorder): connect, subscribe on every (re)connect, say when the broker
-confirmed it or refused the login, and hand each message to a callback on paho's thread."""
+command, the benchmarks' arrival recorder, the tests' subscriber): connect, subscribe on every
+(re)connect, say when the broker confirmed it or refused the login, and hand each message to a callback
+on paho's thread."""
 
 from __future__ import annotations
 
@@ -17,13 +18,22 @@ from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import configure_client
 
-OnMessage = Callable[[str, bytes], None]
+OnMessage = Callable[[mqtt.MQTTMessage], None]
 
 
 class Subscription:
     def __init__(
-        self, settings: MqttSettings, topic: str, on_message: OnMessage, client_prefix: str = "edge-agent-sub"
+        self,
+        settings: MqttSettings,
+        topic: str,
+        on_message: OnMessage,
+        client_prefix: str = "edge-agent-sub",
+        *,
+        client_id: str | None = None,
+        persistent: bool = False,
     ) -> None:
+        """`persistent`: a session the broker keeps (and queues QoS 1 messages for) while disconnected;
+        it needs a fixed `client_id`."""
         self.settings = settings
         self.topic = topic
         self.subscribed = threading.Event()
@@ -32,8 +42,8 @@ class Subscription:
         self._deliver = on_message
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=f"{client_prefix}-{uuid.uuid4().hex[:8]}",
-            clean_session=True,
+            client_id=client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}",
+            clean_session=not persistent,
             protocol=mqtt.MQTTv311,
         )
         configure_client(self.client, settings)
@@ -66,7 +76,7 @@ class Subscription:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._deliver(message.topic, bytes(message.payload))
+        self._deliver(message)
 
     def start(self, timeout_s: float | None = None) -> None:
         """Connect in the background; with `timeout_s`, wait for the broker to confirm the subscription
