@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -181,8 +182,86 @@ class WatchlistSettings(Section):
 IDENTIFIER = r"^[A-Za-z0-9_.-]+$"
 
 
+class Picamera2Settings(Section):
+    """Raspberry Pi cameras through libcamera's picamera2 (`camera.type = "picamera2"`)."""
+
+    camera_num: int = Field(0, ge=0, le=15, description="Which Pi camera (0 for the first).")
+    format: Literal["RGB888", "BGR888", "XRGB8888", "XBGR8888"] = Field(
+        "RGB888", description="Pixel format of the main stream (libcamera names; RGB888 is BGR in memory)."
+    )
+    lores: tuple[int, int] | None = Field(
+        None,
+        description="Width, height of a low-resolution stream to detect on; the main stream then serves "
+        "the face crops (alignment), so small faces keep their pixels.",
+    )
+
+
+class JetsonSettings(Section):
+    """NVIDIA Jetson: GStreamer pipelines through OpenCV's GStreamer backend (`camera.type = "jetson"`)."""
+
+    input: Literal["csi", "rtsp", "file"] = Field(
+        "csi", description="csi: nvarguscamerasrc; rtsp or file: hardware decoding with nvv4l2decoder."
+    )
+    sensor_id: int = Field(0, ge=0, le=15, description="CSI sensor number.")
+    flip_method: int = Field(0, ge=0, le=7, description="nvvidconv flip-method (0 = none, 2 = rotate 180).")
+    codec: Literal["h264", "h265"] = Field("h264", description="Codec of the RTSP stream or file.")
+    latency_ms: int = Field(200, ge=0, le=10000, description="rtspsrc jitter buffer.")
+
+
+class BodycamSettings(Section):
+    """A docking-station folder where body-cams unload clips (`camera.type = "bodycam"`)."""
+
+    folder: Path | None = Field(None, description="The docking folder to watch (searched recursively).")
+    state_path: Path = Field(
+        Path("edge-agent-data/bodycam.db"),
+        description="Which clips were processed and how far (SQLite): a restart neither skips nor repeats.",
+    )
+    patterns: list[str] = Field(
+        default_factory=lambda: ["*.mp4", "*.MP4", "*.mov", "*.MOV", "*.avi", "*.AVI", "*.mkv"],
+        description="File name patterns of clips.",
+    )
+    stable_s: float = Field(
+        5.0, ge=0.0, le=3600.0, description="A clip is complete once size and mtime hold still this long."
+    )
+    poll_s: float = Field(2.0, gt=0.0, le=600.0, description="How often the folder is looked at.")
+    time_source: Literal["container", "filename", "mtime"] = Field(
+        "container",
+        description="Where a clip's recording time comes from: the container's creation time (MP4/MOV mvhd), "
+        "a pattern in the file name, or the file's modification time.",
+    )
+    filename_pattern: str | None = Field(
+        None, description='strptime format found in the file name, e.g. "%Y%m%d_%H%M%S".'
+    )
+    timezone: str = Field("UTC", description="Time zone of file-name times (body-cam clocks run local).")
+    missing_time: Literal["skip", "mtime"] = Field(
+        "skip",
+        description="A clip without a readable recording time: skip it (one line says so) or use its mtime.",
+    )
+    after: Literal["keep", "delete", "move"] = Field("keep", description="What to do with a processed clip.")
+    move_to: Path | None = Field(None, description="Where processed clips go with after = move.")
+    once: bool = Field(False, description="Process the clips present now, then stop (batch runs).")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BodycamSettings:
+        if self.after == "move" and self.move_to is None:
+            raise ValueError("after = move needs move_to")
+        if self.time_source == "filename" and not self.filename_pattern:
+            raise ValueError("time_source = filename needs filename_pattern")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {self.timezone!r}") from None
+        return self
+
+
 class CameraSettings(Section):
     """The frame source the live agent (`edge-agent run`) watches."""
+
+    type: Literal["opencv", "picamera2", "jetson", "bodycam"] = Field(
+        "opencv",
+        description="Source plugin: opencv (V4L2/USB, RTSP/HTTP, video files), picamera2 (Pi camera), "
+        "jetson (CSI or hardware-decoded RTSP/files via GStreamer), bodycam (a docking folder of clips).",
+    )
 
     id: str = Field(
         "cam-1", min_length=1, max_length=64, pattern=IDENTIFIER, description="Camera name in events."
@@ -206,11 +285,29 @@ class CameraSettings(Section):
     )
     reconnect_min_s: float = Field(0.5, gt=0.0, le=60.0, description="First wait before reopening a camera.")
     reconnect_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reopen tries.")
+    timeout_s: float = Field(
+        10.0, gt=0.0, le=600.0, description="Open and read timeout of network streams (RTSP/HTTP)."
+    )
+    width: int | None = Field(None, ge=16, le=16384, description="Requested frame width (live cameras).")
+    height: int | None = Field(None, ge=16, le=16384, description="Requested frame height (live cameras).")
+    fps: float | None = Field(None, gt=0.0, le=1000.0, description="Requested frame rate (live cameras).")
+    fourcc: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9 ]{4}$", description='V4L2 pixel format, e.g. "MJPG" or "YUYV".'
+    )
+    picamera2: Picamera2Settings = Field(default_factory=Picamera2Settings)
+    jetson: JetsonSettings = Field(default_factory=JetsonSettings)
+    bodycam: BodycamSettings = Field(default_factory=BodycamSettings)
 
     @model_validator(mode="after")
     def _backoff_range(self) -> CameraSettings:
         if self.reconnect_min_s > self.reconnect_max_s:
             raise ValueError("reconnect_min_s must not exceed reconnect_max_s")
+        if (self.width is None) != (self.height is None):
+            raise ValueError("width and height go together")
+        if self.type == "bodycam" and self.bodycam.folder is None:
+            raise ValueError("type = bodycam needs bodycam.folder")
+        if self.type == "bodycam" and (self.realtime or self.loop):
+            raise ValueError("realtime and loop are for single video files, not a body-cam folder")
         return self
 
 
@@ -441,20 +538,21 @@ def load_settings(path: Path | str | None = None, use_environment: bool = True, 
 
 
 def settings_as_toml(settings: Settings) -> str:
-    """The effective settings as TOML text (what `edge-agent config show` prints)."""
-    data = settings.model_dump(mode="json", exclude_none=True)
+    """The effective settings as TOML text (what `edge-agent config show` prints); secrets are masked."""
     lines: list[str] = []
-    tables: list[tuple[str, dict[str, Any]]] = []
-    for key, value in data.items():
+    _emit_table(lines, settings.model_dump(mode="json", exclude_none=True), "")
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
+def _emit_table(lines: list[str], table: dict[str, Any], name: str) -> None:
+    """A table's plain keys under its header, then its sub-tables as [name.sub]."""
+    if name:
+        lines += ["", f"[{name}]"]
+    plain = {key: value for key, value in table.items() if not isinstance(value, dict)}
+    lines.extend(f"{key} = {_toml_value(value)}" for key, value in plain.items())
+    for key, value in table.items():
         if isinstance(value, dict):
-            tables.append((key, value))
-        else:
-            lines.append(f"{key} = {_toml_value(value)}")
-    for name, table in tables:
-        lines.append("")
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {_toml_value(value)}" for key, value in table.items())
-    return "\n".join(lines) + "\n"
+            _emit_table(lines, value, f"{name}.{key}" if name else key)
 
 
 def _toml_value(value: Any) -> str:

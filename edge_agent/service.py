@@ -134,7 +134,7 @@ class Agent:
             log=logger.info,
         )
         pipeline = self.pipeline = LivePipeline(settings, faces, watchlist, store, topics.match)
-        source = self.source or open_source(settings.camera)
+        source = self.source or open_source(settings.camera, logger.info)
         runner = self.runner = CaptureRunner(source, self.slot, settings.camera, log=logger.info)
         try:
             self._purge(pipeline, store)
@@ -149,7 +149,7 @@ class Agent:
                 faces.embedder.threshold,
                 settings.embedder.target_fmr,
             )
-            self._loop(pipeline, publisher, store)
+            self._loop(pipeline, publisher, store, source)
         finally:
             self.notifier.stopping()
             runner.stop()
@@ -167,7 +167,9 @@ class Agent:
             raise runner.fatal
         return 0
 
-    def _loop(self, pipeline: LivePipeline, publisher: Publisher, store: EventStore) -> None:
+    def _loop(
+        self, pipeline: LivePipeline, publisher: Publisher, store: EventStore, source: FrameSource
+    ) -> None:
         health = Every(self.settings.mqtt.health_interval_s)
         purge = Every(self.settings.service.purge_interval_s)
         purge.due(time.monotonic())  # the purge at start has just run
@@ -177,6 +179,7 @@ class Agent:
             if captured is not None:
                 last_frame = time.monotonic()
                 events = pipeline.process(captured)
+                source.processed(captured.frame)  # after its events are committed, never before
                 if events:
                     publisher.wake()
                     for event in events:
@@ -216,6 +219,7 @@ class Agent:
         return (
             interval is not None
             and runner is not None
+            and runner.source.live  # a docking folder or a clip may rightly have nothing to read
             and runner.state == "streaming"
             and since_frame_s > interval
         )

@@ -94,20 +94,22 @@ def test_privacy_unknown_faces_leave_no_trace(
 ) -> None:
     """Nobody in the clip is on the watchlist: only status and health are published, no table gains a
     row (the aggregate counters only change their values), and no file appears."""
-    monkeypatch.chdir(tmp_path)  # anything written relative to the working directory would show
+    device = tmp_path / "device"  # the agent's folder; the test broker keeps its own files beside it
+    device.mkdir()
+    monkeypatch.chdir(device)  # anything written relative to the working directory would show
     source = faces_dir / "video" / "walkers.mp4" if clip == "walkers" else None
-    settings = agent_settings(tmp_path, broker, camera={"source": str(source)} if source else {})
+    settings = agent_settings(device, broker, camera={"source": str(source)} if source else {})
     if watchlist == "unrelated":
         enrol_photos(settings, faces, sorted((faces_dir / "people" / "obama").glob("*"))[:1])
     else:
         open_watchlist(settings, faces).close()
     EventStore.from_settings(settings.events).close()  # an existing device: its event store is there
     before_rows = {db: table_rows(db) for db in (settings.watchlist.path, settings.events.path)}
-    before_files = files_under(tmp_path)
+    before_files = files_under(device)
     subscriber = Subscriber(broker, "#").start()
 
     agent = run_agent(settings, catalog)
-    new_files = {path.name for path in files_under(tmp_path) - before_files}
+    new_files = {path.name for path in files_under(device) - before_files}
     subscriber.wait_for(2, f"{PREFIX}/{DEVICE}/status")  # online, then offline at the clean stop
 
     topics = {message.topic for message in subscriber.messages()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 
@@ -112,3 +113,33 @@ def test_readme_documents_every_setting() -> None:
         elif f"`{name}`" not in table:
             missing.append(name)
     assert missing == []
+
+
+@pytest.mark.parametrize(
+    ("camera", "named"),
+    [
+        ({"width": 1280}, "width and height go together"),
+        ({"type": "bodycam"}, "bodycam.folder"),
+        ({"type": "bodycam", "bodycam": {"folder": "/dock", "timezone": "Mars/Olympus"}}, "Mars/Olympus"),
+        ({"type": "bodycam", "bodycam": {"folder": "/dock", "after": "move"}}, "move_to"),
+        ({"type": "bodycam", "bodycam": {"folder": "/dock", "time_source": "filename"}}, "filename_pattern"),
+        ({"fourcc": "MJPEG"}, "fourcc"),
+        ({"type": "webcam"}, "camera.type"),
+    ],
+)
+def test_camera_settings_refuse_inconsistent_sources(camera: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(named)):
+        load_settings(None, use_environment=False, camera=camera)
+
+
+def test_nested_camera_settings_round_trip_through_config_show(tmp_path: Path) -> None:
+    from edge_agent.config import settings_as_toml
+
+    settings = load_settings(
+        None,
+        use_environment=False,
+        camera={"type": "bodycam", "bodycam": {"folder": "/dock", "after": "move", "move_to": "/done"}},
+    )
+    path = tmp_path / "again.toml"
+    path.write_text(settings_as_toml(settings))
+    assert load_settings(path, use_environment=False).model_dump() == settings.model_dump()

@@ -101,6 +101,7 @@ class CaptureRunner:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.source.interrupt()
         self._thread.join(timeout)
 
     @property
