@@ -1,4 +1,5 @@
-"""`edge-agent run`, `schema` and `listen`: the live agent, its payload schemas, and a checking subscriber."""
+"""`edge-agent run`, `schema`, `listen` and `sources`: the live agent, its payload schemas, a checking
+subscriber, and the cameras this machine offers."""
 
 from __future__ import annotations
 
@@ -32,6 +33,17 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     listen.add_argument("--timeout", type=float, help="exit after this many seconds")
     listen.add_argument("--matches-only", action="store_true", help="print match events only")
     listen.set_defaults(handler=_cmd_listen)
+
+    sources = commands.add_parser(
+        "sources", help="list the cameras this machine offers and the configured one"
+    )
+    sources.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
+    sources.add_argument(
+        "--explain",
+        action="store_true",
+        help="show exactly what the configured camera opens (the GStreamer pipeline for jetson)",
+    )
+    sources.set_defaults(handler=_cmd_sources)
 
 
 def configure_logging() -> None:
@@ -96,3 +108,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         print(f"edge-agent: {listener.last_error}", file=sys.stderr)
     short = args.count is not None and matches < args.count
     return EXIT_FAILURES if invalid or short or listener.last_error else EXIT_OK
+
+
+def _cmd_sources(args: argparse.Namespace) -> int:
+    from edge_agent.capture.discover import report, survey
+
+    settings = load_settings(args.config)
+    for line in report(survey(), settings.camera, explain=args.explain):
+        print(line)
+    return EXIT_OK
