@@ -202,6 +202,7 @@ class LivePipeline:
         self.clock = StageClock()
         self.counters = RunCounters()
         self.last_match_at: datetime | None = None
+        self._timeline: tuple[str, datetime] | None = None  # the recording frames come from, and its time
 
     def replace_watchlist(self, watchlist: Watchlist) -> Watchlist:
         """Swap in a reopened watchlist (SIGHUP); returns the old one for the caller to close."""
@@ -210,6 +211,7 @@ class LivePipeline:
 
     def process(self, captured: Captured) -> list[MatchEvent]:
         frame = captured.frame
+        self._follow_timeline(frame)
         with self.clock.time("detect"):
             faces = self.faces.detector.detect(frame.image)
         with self.clock.time("track"):
@@ -228,6 +230,19 @@ class LivePipeline:
                     events.append(event)
         self.clock.frame_done()
         return events
+
+    def _follow_timeline(self, frame: Frame) -> None:
+        """Tracks and votes belong to one recording with forward-running time. A new clip (docked
+        body-cam footage) or a time that runs backwards starts both afresh: a track cannot continue into
+        another recording, and a cool-down measured on one clip's clock must not silence the next."""
+        recording = frame.meta.get("clip_id", frame.source_id)
+        previous = self._timeline
+        self._timeline = (recording, frame.captured_at)
+        if previous is not None and (previous[0] != recording or frame.captured_at < previous[1]):
+            self.tracker = Tracker(self.settings.tracking)
+            self.identity.tracker = self.tracker
+            self.vote = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
+            self.identity.vote = self.vote
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):

@@ -54,3 +54,24 @@ def test_the_performer_is_one_track_across_the_scene(tmp_path: Path, catalog: Mo
         f"\nframes {pipeline.counters.frames}, faces {pipeline.counters.faces_seen}, tracks "
         f"{pipeline.counters.tracks}, embeddings {pipeline.counters.embeddings}, events {len(events)}"
     )
+
+
+def test_a_new_recording_starts_tracks_and_cool_down_afresh(tmp_path: Path, catalog: ModelCatalog) -> None:
+    """Two docked clips of the same scene (the demo clip twice, with the same recording time): each gives
+    its event. Carried over, the first clip's cool-down would silence the second, whose clock restarts."""
+    from dataclasses import replace
+
+    settings = agent_settings(tmp_path, None, port=1)
+    faces = FacePipeline.from_settings(settings, catalog)
+    lin = enrol_demo_people(settings, faces)["lin_manuel_miranda"]
+    with open_watchlist(settings, faces) as watchlist, EventStore.from_settings(settings.events) as store:
+        pipeline = LivePipeline(settings, faces, watchlist, store, "t")
+        events = []
+        for clip_id in ("clip-a", "clip-b"):
+            source = OpenCVSource("c", str(DEMO_CLIP), live=False)
+            source.open()
+            while (frame := source.read()) is not None:
+                events += pipeline.process(Captured(replace(frame, meta={"clip_id": clip_id}), 0.0))
+            source.close()
+    assert [event.subject_id for event in events] == [lin, lin]
+    assert settings.decision.cooldown_s >= 60  # far longer than the clip: only the new recording allows it

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +29,13 @@ class FrameSource(Protocol):
 
     def close(self) -> None: ...
 
+    def processed(self, frame: Frame) -> None:
+        """The worker has finished with `frame` (its events are committed): sources that keep progress
+        (the body-cam folder) record it here, never earlier, so a crash repeats nothing and skips nothing."""
+
+    def interrupt(self) -> None:
+        """Make a blocked `read` return None soon (called from another thread when the agent stops)."""
+
 
 def is_file_source(settings: CameraSettings) -> bool:
     if settings.kind != "auto":
@@ -35,11 +43,31 @@ def is_file_source(settings: CameraSettings) -> bool:
     return Path(settings.source).is_file()
 
 
-def open_source(settings: CameraSettings) -> FrameSource:
-    """The source for the configured camera (not yet opened)."""
-    from edge_agent.capture.opencv import OpenCVSource
+def open_source(settings: CameraSettings, log: Callable[[str], None] = lambda line: None) -> FrameSource:
+    """The source plugin `camera.type` names (not yet opened); each is imported only when chosen, so the
+    agent runs where picamera2 or GStreamer are absent."""
+    if settings.type == "picamera2":
+        from edge_agent.capture.picamera2 import Picamera2Source
 
-    return OpenCVSource(settings.id, settings.source, live=not is_file_source(settings), loop=settings.loop)
+        return Picamera2Source(settings)
+    if settings.type == "jetson":
+        from edge_agent.capture.jetson import JetsonSource
+
+        return JetsonSource(settings)
+    if settings.type == "bodycam":
+        from edge_agent.capture.bodycam import BodycamSource
+
+        return BodycamSource(settings, log)
+    from edge_agent.capture.opencv import CaptureFormat, OpenCVSource
+
+    return OpenCVSource(
+        settings.id,
+        settings.source,
+        live=not is_file_source(settings),
+        loop=settings.loop,
+        requested=CaptureFormat.from_settings(settings),
+        network_timeout_s=settings.timeout_s,
+    )
 
 
 _USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
