@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Literal
 
 from edge_agent.errors import CaptureError
+from edge_agent.sqlite_schema import migrate, statements
 
-SCHEMA_VERSION = 1
 ClipStatus = Literal["pending", "processing", "done", "skipped", "failed"]
 FINAL: frozenset[str] = frozenset({"done", "skipped", "failed"})
 
@@ -99,23 +99,7 @@ def _connect(path: Path) -> sqlite3.Connection:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found > SCHEMA_VERSION:
-        raise CaptureError(
-            f"{path}: body-cam state schema version {found} is newer than this edge-agent understands "
-            f"({SCHEMA_VERSION}); upgrade edge-agent"
-        )
-    if found == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _V1:
-            conn.execute(statement)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    migrate(conn, path, "body-cam state", (statements(*_V1),), CaptureError)
 
 
 class ClipState:

@@ -39,11 +39,11 @@ import numpy.typing as npt
 from edge_agent.config import EventSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.schema import MatchEvent
+from edge_agent.sqlite_schema import migrate, statements
 
 Clock = Callable[[], datetime]
 F32 = npt.NDArray[np.float32]
 
-SCHEMA_VERSION = 1
 # The pipeline's aggregate counters (edge_agent.events.schema.Counters); their rows exist from the start.
 KNOWN_COUNTERS = ("frames", "faces_seen", "tracks", "embeddings", "matches")
 
@@ -94,25 +94,13 @@ class OutboxMessage:
     created_at: datetime  # UTC
 
 
+def _create_v1(conn: sqlite3.Connection) -> None:
+    statements(*_V1)(conn)
+    conn.executemany("INSERT INTO counters (name, value) VALUES (?, 0)", [(n,) for n in KNOWN_COUNTERS])
+
+
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found > SCHEMA_VERSION:
-        raise EdgeAgentError(
-            f"{path}: event store schema version {found} is newer than this edge-agent understands "
-            f"({SCHEMA_VERSION}); upgrade edge-agent"
-        )
-    if found == SCHEMA_VERSION:
-        return
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        for statement in _V1:
-            conn.execute(statement)
-        conn.executemany("INSERT INTO counters (name, value) VALUES (?, 0)", [(n,) for n in KNOWN_COUNTERS])
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+    migrate(conn, path, "event store", (_create_v1,))
 
 
 def _embedding_blob(embedding: F32) -> bytes:

@@ -10,12 +10,9 @@ its rows are chained by hash (`edge_agent.watchlist.audit`). Times are UTC ISO-8
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
 
-from edge_agent.errors import EdgeAgentError
-
-SCHEMA_VERSION = 1
-
+from edge_agent.sqlite_schema import migrate as migrate_file
+from edge_agent.sqlite_schema import statements
 
 _V1 = (
     """CREATE TABLE subjects (
@@ -58,31 +55,10 @@ _V1 = (
 )
 
 
-def _create_v1(conn: sqlite3.Connection) -> None:
-    for statement in _V1:
-        conn.execute(statement)
-
-
-MIGRATIONS: dict[int, Callable[[sqlite3.Connection], None]] = {1: _create_v1}
+MIGRATIONS = (statements(*_V1),)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:
-    """Brings the database to SCHEMA_VERSION; returns the version it had before."""
-    (found,) = conn.execute("PRAGMA user_version").fetchone()
-    if found > SCHEMA_VERSION:
-        raise EdgeAgentError(
-            f"{path}: watchlist schema version {found} is newer than this edge-agent understands "
-            f"({SCHEMA_VERSION}); upgrade edge-agent"
-        )
-    if found == SCHEMA_VERSION:
-        return int(found)
-    conn.execute("BEGIN IMMEDIATE")  # the connection is in autocommit mode: one explicit transaction
-    try:
-        for version in range(found + 1, SCHEMA_VERSION + 1):
-            MIGRATIONS[version](conn)
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
-    return int(found)
+    """Brings the watchlist database to SCHEMA_VERSION; returns the version it had before."""
+    return migrate_file(conn, path, "watchlist", MIGRATIONS)
