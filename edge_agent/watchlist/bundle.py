@@ -18,40 +18,31 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import errno
 import json
 import math
-import os
-import tempfile
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import (
-    Encoding,
-    NoEncryption,
-    PrivateFormat,
-    PublicFormat,
-    load_pem_private_key,
-)
 
+from edge_agent import signed
 from edge_agent.errors import EdgeAgentError
+from edge_agent.signed import HEX_DIGITS, canonical, refuse_constant, short
+from edge_agent.signed import public_key_hex as public_key_hex  # part of this module's API
 
 BUNDLE_FORMAT = "edge-agent-watchlist-bundle"
 BUNDLE_VERSION = 1
-_SIGNATURE_BYTES = 64
-_PUBLIC_KEY_BYTES = 32
-_HEX_DIGITS = frozenset("0123456789abcdef")
 
 
 class BundleError(EdgeAgentError):
     """A bundle or key that cannot be used; the message is one line saying why."""
+
+
+BUNDLE = signed.Kind(BUNDLE_FORMAT, BUNDLE_VERSION, "watchlist bundle", "bundle", BundleError)
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -60,94 +51,15 @@ class BundleError(EdgeAgentError):
 def generate_key(path: Path) -> str:
     """Writes a new Ed25519 private key (PEM, PKCS8, unencrypted, mode 0600) to `path`; returns the
     public key as 64 hex characters. An existing file is never overwritten."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
-    _write_new_private_file(path, pem)
-    return public_key_hex(key)
+    return signed.generate_key(path, BundleError)
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BundleError(f"cannot read signing key {path}: {exc.strerror or exc}") from None
-    try:
-        key = load_pem_private_key(data, password=None)
-    except (ValueError, TypeError, UnsupportedAlgorithm):
-        raise BundleError(f"{path} is not an unencrypted PEM private key") from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise BundleError(f"{path} is not an Ed25519 private key ({type(key).__name__})")
-    return key
-
-
-def public_key_hex(key: Ed25519PrivateKey | Ed25519PublicKey) -> str:
-    """The raw 32-byte public key as 64 lowercase hex characters (how devices name a trusted signer)."""
-    public = key.public_key() if isinstance(key, Ed25519PrivateKey) else key
-    return public.public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
+    return signed.load_private_key(path, BundleError)
 
 
 def parse_public_key(hex_text: str) -> Ed25519PublicKey:
-    text = hex_text.strip().lower()
-    if len(text) != 2 * _PUBLIC_KEY_BYTES:
-        raise BundleError(
-            f"not an Ed25519 public key: expected {2 * _PUBLIC_KEY_BYTES} hex characters, got {len(text)}"
-        )
-    if not set(text) <= _HEX_DIGITS:
-        raise BundleError("not an Ed25519 public key: it is not hexadecimal")
-    try:
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(text))
-    except ValueError:
-        raise BundleError("not an Ed25519 public key: not a valid curve point") from None
-
-
-def _write_new_private_file(path: Path, data: bytes) -> None:
-    """Temp file (0600) beside `path`, fsync, then publish it under `path` without ever replacing one."""
-    if path.exists() or path.is_symlink():
-        raise _refuse_overwrite(path)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        temporary = Path(name)
-        try:
-            with os.fdopen(descriptor, "wb") as handle:
-                os.fchmod(handle.fileno(), 0o600)
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _publish(temporary, path)
-        finally:
-            temporary.unlink(missing_ok=True)
-        _fsync_directory(path.parent)
-    except FileExistsError:
-        raise _refuse_overwrite(path) from None
-    except OSError as exc:
-        raise BundleError(f"cannot write signing key {path}: {exc.strerror or exc}") from None
-
-
-def _publish(temporary: Path, path: Path) -> None:
-    """A hard link appears atomically and fails if `path` exists (a rename would silently replace it);
-    file systems without hard links (FAT) get a rename after one more existence check."""
-    try:
-        path.hardlink_to(temporary)
-    except OSError as exc:
-        if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS):
-            raise
-        if path.exists():
-            raise FileExistsError(errno.EEXIST, "exists", str(path)) from None
-        temporary.replace(path)
-
-
-def _fsync_directory(folder: Path) -> None:
-    with contextlib.suppress(OSError):
-        handle = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(handle)
-        finally:
-            os.close(handle)
-
-
-def _refuse_overwrite(path: Path) -> BundleError:
-    return BundleError(f"{path} already exists: refusing to overwrite a signing key")
+    return signed.parse_public_key(hex_text, BundleError)
 
 
 # --- data ------------------------------------------------------------------------------------------
@@ -213,18 +125,8 @@ def write_bundle(bundle: Bundle, private_key: Ed25519PrivateKey) -> bytes:
     """The signed bundle file's bytes. Refuses (BundleError) data that `read_bundle` would refuse."""
     signer = public_key_hex(private_key)
     if bundle.signer and bundle.signer.strip().lower() != signer:
-        raise BundleError(
-            f"cannot write bundle: it names signer {_short(bundle.signer)}, the key is {signer}"
-        )
-    payload = _canonical(_payload_json(bundle)).encode()
-    envelope = {
-        "format": BUNDLE_FORMAT,
-        "version": BUNDLE_VERSION,
-        "payload": base64.b64encode(payload).decode("ascii"),
-        "signer": signer,
-        "signature": private_key.sign(payload).hex(),
-    }
-    return (_canonical(envelope) + "\n").encode()
+        raise BundleError(f"cannot write bundle: it names signer {short(bundle.signer)}, the key is {signer}")
+    return signed.seal(BUNDLE, canonical(_payload_json(bundle)).encode(), private_key)
 
 
 def _payload_json(bundle: Bundle) -> dict[str, object]:
@@ -292,81 +194,20 @@ def read_bundle(
     """
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError("read_bundle needs a timezone-aware `now`")
-    payload, signer, signature = _open_envelope(data)
-    _check_signature(payload, signer, signature, trusted_keys)
+    payload, signer = signed.unseal(BUNDLE, data, trusted_keys)
     return _parse_payload(payload, signer, model_id, dimensions, now.astimezone(UTC))
-
-
-def _open_envelope(data: bytes) -> tuple[bytes, str, str]:
-    """(payload bytes, signer hex, signature hex) from the outer JSON, before any signature check."""
-    try:
-        envelope = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
-    except ValueError:
-        raise BundleError("not a watchlist bundle: not UTF-8 JSON") from None
-    if not isinstance(envelope, dict) or envelope.get("format") != BUNDLE_FORMAT:
-        raise BundleError(f"not a watchlist bundle: format is not {BUNDLE_FORMAT!r}")
-    version = envelope.get("version")
-    if version != BUNDLE_VERSION or isinstance(version, bool):
-        raise BundleError(
-            f"unsupported watchlist bundle version {_short(str(version))} "
-            f"(this edge-agent reads version {BUNDLE_VERSION})"
-        )
-    payload_text = _envelope_text(envelope, "payload")
-    if payload_text is None:
-        raise BundleError("not a watchlist bundle: missing 'payload'")
-    if _envelope_text(envelope, "signature") is None:
-        raise BundleError("bundle is unsigned")
-    signer = _envelope_text(envelope, "signer")
-    if signer is None:
-        raise BundleError("bundle is unsigned: it names no signer key")
-    try:
-        payload = base64.b64decode(payload_text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BundleError("not a watchlist bundle: payload is not base64") from None
-    return payload, signer, str(envelope["signature"])
-
-
-def _envelope_text(envelope: Mapping[str, object], key: str) -> str | None:
-    """A non-empty text field of the envelope, None when absent, null or empty."""
-    value = envelope.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise BundleError(f"not a watchlist bundle: {key!r} is not text")
-    return value
-
-
-def _check_signature(payload: bytes, signer: str, signature: str, trusted_keys: Collection[str]) -> None:
-    try:
-        public_key = parse_public_key(signer)
-    except BundleError as exc:
-        raise BundleError(f"bundle signer is {exc}") from None
-    trusted = {key.strip().lower() for key in trusted_keys}
-    if public_key_hex(public_key) not in trusted:
-        hint = "" if trusted else " (this device trusts no bundle keys)"
-        raise BundleError(f"bundle signed by untrusted key {public_key_hex(public_key)[:16]}…{hint}")
-    try:
-        raw_signature = bytes.fromhex(signature)
-    except ValueError:
-        raw_signature = b""
-    if len(raw_signature) != _SIGNATURE_BYTES:
-        raise BundleError("bundle signature is malformed")
-    try:
-        public_key.verify(raw_signature, payload)
-    except InvalidSignature:
-        raise BundleError("bundle signature does not verify: the bundle was altered or damaged") from None
 
 
 def _parse_payload(payload: bytes, signer: str, model_id: str, dimensions: int, now: datetime) -> Bundle:
     try:
         fields = _Fields(
-            json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant), "bundle payload"
+            json.loads(payload.decode("utf-8"), parse_constant=refuse_constant), "bundle payload"
         )
     except ValueError:
         raise BundleError("bundle payload is not valid JSON") from None
     bundle_model = fields.text("model_id")
     if bundle_model != model_id:
-        raise BundleError(f"bundle is for model {_short(bundle_model)}, this device uses {model_id}")
+        raise BundleError(f"bundle is for model {short(bundle_model)}, this device uses {model_id}")
     bundle_dimensions = fields.integer("dimensions")
     if bundle_dimensions != dimensions:
         raise BundleError(f"bundle holds {bundle_dimensions}-d embeddings, this device uses {dimensions}-d")
@@ -415,7 +256,7 @@ def _parse_subject(item: object, index: int, dimensions: int, now: datetime) -> 
 def _parse_template(item: object, where: str, dimensions: int) -> BundleTemplate:
     fields = _Fields(item, where)
     photo_sha256 = fields.text("photo_sha256")
-    if len(photo_sha256) != 64 or not set(photo_sha256) <= _HEX_DIGITS:
+    if len(photo_sha256) != 64 or not set(photo_sha256) <= HEX_DIGITS:
         raise BundleError(f"{where}: 'photo_sha256' is not a SHA-256 hex digest")
     return BundleTemplate(
         id=fields.integer("id"),
@@ -500,14 +341,6 @@ class _Fields:
 # --- helpers ---------------------------------------------------------------------------------------
 
 
-def _canonical(value: object) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _parse_utc(text: str) -> str | None:
     """`text` as UTC ISO-8601 (the database's spelling), or None if it is not a timezone-aware time."""
     try:
@@ -521,9 +354,3 @@ def _parse_utc(text: str) -> str | None:
 
 def _expired(utc_text: str, now: datetime) -> bool:
     return datetime.fromisoformat(utc_text) < now
-
-
-def _short(text: str, keep: int = 80) -> str:
-    """Untrusted text made safe for a one-line message: printable, and cut to `keep` characters."""
-    shown = text if text.isprintable() else repr(text)[1:-1]
-    return shown if len(shown) <= keep else shown[:keep] + "…"
