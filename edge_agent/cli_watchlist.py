@@ -66,7 +66,7 @@ def add_watchlist_commands(commands: Any) -> None:
     listing.add_argument("--all", action="store_true", help="include removed and expired subjects")
     listing.set_defaults(handler=_cmd_list)
 
-    show = sub.add_parser("show", help="one subject, its templates and its audit rows")
+    show = sub.add_parser("show", help="one subject, its templates, exclusions and audit rows")
     show.add_argument("id")
     show.set_defaults(handler=_cmd_show)
 
@@ -208,6 +208,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
         record = subject.as_dict() | {
             "live": subject.is_live(watchlist.clock()),
             "template_list": watchlist.templates(subject.id),
+            "exclusions": [asdict(exclusion) for exclusion in watchlist.exclusions(subject.id)],
             "audit": [asdict(row) for row in audit.rows(watchlist.conn, subject_id=subject.id)],
         }
     print(json.dumps(record, indent=2))

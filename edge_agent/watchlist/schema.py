@@ -5,6 +5,9 @@ transaction and refuses a newer one. Connections are opened in autocommit mode (
 and every write names its transaction explicitly. The audit table refuses UPDATE and DELETE (triggers);
 its rows are chained by hash (`edge_agent.watchlist.audit`). Times are UTC ISO-8601 strings
 (`2026-11-23T12:00:00+00:00`), so they sort and compare as text.
+
+Versions: 1 subjects, templates, audit; 2 adds `exclusions`, a reviewer's `false_match` verdict kept as the
+wrongly matched face's embedding (float32 little-endian), so that face no longer matches that subject.
 """
 
 from __future__ import annotations
@@ -55,7 +58,43 @@ _V1 = (
 )
 
 
-MIGRATIONS = (statements(*_V1),)
+_V2 = (
+    """CREATE TABLE exclusions (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        subject_id TEXT NOT NULL REFERENCES subjects (id) ON DELETE CASCADE,
+        model_id TEXT NOT NULL,
+        embedding BLOB NOT NULL,
+        event_id TEXT NOT NULL UNIQUE CHECK (length(trim(event_id)) > 0),
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL,
+        created_by TEXT NOT NULL CHECK (length(trim(created_by)) > 0)
+    )""",
+    "CREATE INDEX exclusions_subject ON exclusions (subject_id, model_id)",
+    "CREATE INDEX exclusions_expiry ON exclusions (expires_at)",
+)
+
+
+# v3: fleet commands (edge_agent.watchlist.fleet_state): nonces seen (replays are refused), command keys
+# added or retired by `rotate_keys`, settings set by command.
+_V3 = (
+    """CREATE TABLE command_nonces (
+        nonce TEXT PRIMARY KEY,
+        command TEXT NOT NULL,
+        signer TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )""",
+    "CREATE INDEX command_nonces_expiry ON command_nonces (expires_at)",
+    """CREATE TABLE command_keys (
+        public_key TEXT PRIMARY KEY,
+        state TEXT NOT NULL CHECK (state IN ('added', 'retired')),
+        changed_at TEXT NOT NULL,
+        changed_by TEXT NOT NULL
+    )""",
+    "CREATE TABLE fleet_settings (name TEXT PRIMARY KEY, value TEXT NOT NULL, set_at TEXT NOT NULL)",
+)
+
+
+MIGRATIONS = (statements(*_V1), statements(*_V2), statements(*_V3))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

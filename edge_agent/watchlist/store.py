@@ -4,6 +4,11 @@ Every write is one SQLite transaction that also appends its audit row; the index
 commit and saved atomically. A crash between the two leaves the index behind SQLite, which the next open
 detects (its keys differ from SQLite's template ids) and repairs by rebuilding the index from SQLite.
 Expired subjects never match, whether or not `purge_expired` has run.
+
+Exclusions are a reviewer's `false_match` verdicts: the embedding of a face that was wrongly matched to a
+subject. A probe nearer to one of a subject's live exclusions than to that subject's best own template
+does not return that subject. Only faces a reviewer has seen are kept, each until its expiry, and never
+longer than its subject: removal or expiry of the subject deletes them.
 """
 
 from __future__ import annotations
@@ -52,6 +57,21 @@ class Enrolment:
             raise EdgeAgentError(f"subject {self.subject.display_name!r} has no face template")
         for template in self.templates:
             template.check(dimensions)
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """A reviewer's verdict that one match event's face is not this subject (the embedding is not here)."""
+
+    id: int
+    subject_id: str
+    event_id: str
+    created_at: str
+    expires_at: str
+    created_by: str
+
+
+EXCLUSION_COLUMNS = "id, subject_id, event_id, created_at, expires_at, created_by"
 
 
 @dataclass(frozen=True)
@@ -262,12 +282,15 @@ class Watchlist:
         return int(cursor.lastrowid)
 
     def remove(self, subject_id: str, actor: str, why: str) -> Subject:
-        """Removes a subject: its templates and index vectors go; the subject row stays as 'removed'."""
+        """Removes a subject: its templates, exclusions and index vectors go; the row stays as 'removed'."""
         return self._retire(subject_id, "removed", "remove", actor, {"why": why})
 
     def purge_expired(self, actor: str) -> list[Subject]:
-        """Retires every subject whose expiry has passed: templates and vectors deleted, audit row each."""
-        now = utc_text(self.clock())
+        """Retires every subject whose expiry has passed: templates, exclusions and vectors deleted, an audit
+        row each; expired exclusions of live subjects are deleted too (audited, `exclusion_expired`)."""
+        moment = self.clock()
+        self._purge_expired_exclusions(actor, moment)
+        now = utc_text(moment)
         rows = self.conn.execute(
             "SELECT id FROM subjects WHERE status = 'active' AND expires_at <= ? ORDER BY id", (now,)
         ).fetchall()
@@ -276,8 +299,8 @@ class Watchlist:
     def _retire(
         self, subject_id: str, status: str, action: str, actor: str, details: dict[str, Any]
     ) -> Subject:
-        """Status check, template deletion and audit row in one write transaction, so two processes
-        retiring the same subject cannot both do it."""
+        """Status check, deletion of templates and exclusions, and audit row in one write transaction, so
+        two processes retiring the same subject cannot both do it."""
         with self.transaction():
             subject = self.subject(subject_id)
             if subject.status != "active":
@@ -286,9 +309,19 @@ class Watchlist:
                 int(row[0])
                 for row in self.conn.execute("SELECT id FROM templates WHERE subject_id = ?", (subject.id,))
             ]
+            exclusions = [
+                int(row[0])
+                for row in self.conn.execute("SELECT id FROM exclusions WHERE subject_id = ?", (subject.id,))
+            ]
             self.conn.execute("DELETE FROM templates WHERE subject_id = ?", (subject.id,))
+            self.conn.execute("DELETE FROM exclusions WHERE subject_id = ?", (subject.id,))
             self.conn.execute("UPDATE subjects SET status = ? WHERE id = ?", (status, subject.id))
-            details = {**details, "display_name": subject.display_name, "templates_deleted": ids}
+            details = {
+                **details,
+                "display_name": subject.display_name,
+                "templates_deleted": ids,
+                "exclusions_deleted": exclusions,
+            }
             audit.append(
                 self.conn, actor=actor, action=action, subject_id=subject.id, details=details, at=self.clock()
             )
@@ -296,6 +329,81 @@ class Watchlist:
         self.index.remove(np.array(ids, dtype=np.int64))
         self.index.save()
         return self.subject(subject.id)
+
+    def add_exclusion(
+        self, subject_id: str, event_id: str, embedding: F32, actor: str, expires_at: datetime
+    ) -> Exclusion:
+        """Keeps a reviewer's `false_match` verdict on match event `event_id`: the wrongly matched face's
+        embedding, so that face stops matching this subject until `expires_at`. One transaction with its
+        audit row (the event id and expiry, never the embedding); any refusal writes nothing."""
+        now = self.clock()
+        dimensions = self.index.dimensions
+        if not isinstance(embedding, np.ndarray) or embedding.ndim != 1 or embedding.shape[0] != dimensions:
+            shape = tuple(embedding.shape) if isinstance(embedding, np.ndarray) else type(embedding).__name__
+            raise EdgeAgentError(f"an exclusion embedding must have {dimensions} values, got shape {shape}")
+        if not np.all(np.isfinite(embedding)):
+            raise EdgeAgentError("an exclusion embedding holds NaN or infinite values")
+        if not event_id.strip():
+            raise EdgeAgentError("an exclusion needs the event id of the reviewed match")
+        if not actor.strip():
+            raise EdgeAgentError("an exclusion needs the reviewer (actor)")
+        expiry = utc_text(expires_at)  # a time without a zone is refused here, before any comparison
+        if expires_at <= now:
+            raise EdgeAgentError(f"exclusion expiry {expiry} is not in the future")
+        with self.transaction():
+            subject = self.subject(subject_id)
+            if not subject.is_live(now):
+                state = subject.status if subject.status != "active" else "expired"
+                raise EdgeAgentError(
+                    f"subject {subject.id} is {state}; exclusions are for live subjects only"
+                )
+            if self.conn.execute("SELECT 1 FROM exclusions WHERE event_id = ?", (event_id,)).fetchone():
+                raise EdgeAgentError(f"event {event_id} already has an exclusion")
+            cursor = self.conn.execute(
+                "INSERT INTO exclusions (subject_id, model_id, embedding, event_id, created_at, expires_at, "
+                "created_by) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    subject.id,
+                    self.model_id,
+                    embedding.astype("<f4").tobytes(),
+                    event_id,
+                    utc_text(now),
+                    expiry,
+                    actor.strip(),
+                ),
+            )
+            assert cursor.lastrowid is not None
+            details = {"event_id": event_id, "expires_at": expiry, "model_id": self.model_id}
+            audit.append(
+                self.conn,
+                actor=actor.strip(),
+                action="exclusion",
+                subject_id=subject.id,
+                details=details,
+                at=now,
+            )
+        return self._exclusion(int(cursor.lastrowid))
+
+    def _purge_expired_exclusions(self, actor: str, now: datetime) -> int:
+        """Deletes every exclusion whose expiry has passed, an audit row each; returns how many."""
+        with self.transaction():
+            rows = self.conn.execute(
+                f"SELECT {EXCLUSION_COLUMNS} FROM exclusions WHERE expires_at <= ? ORDER BY id",
+                (utc_text(now),),
+            ).fetchall()
+            for row in rows:
+                self.conn.execute("DELETE FROM exclusions WHERE id = ?", (row["id"],))
+                audit.append(
+                    self.conn,
+                    actor=actor,
+                    action="exclusion_expired",
+                    subject_id=row["subject_id"],
+                    details={"event_id": row["event_id"], "expires_at": row["expires_at"]},
+                    at=now,
+                )
+        if rows:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the deleted embeddings leave the WAL
+        return len(rows)
 
     def record_match(self, subject_id: str, actor: str, details: dict[str, Any]) -> None:
         """An audit row for a decided match (the event id, camera, distance): who was flagged, when."""
@@ -330,8 +438,22 @@ class Watchlist:
         )
         return [dict(row) for row in rows]
 
+    def exclusions(self, subject_id: str) -> list[Exclusion]:
+        """A subject's exclusions, oldest first, expired ones not yet purged included (check expires_at)."""
+        rows = self.conn.execute(
+            f"SELECT {EXCLUSION_COLUMNS} FROM exclusions WHERE subject_id = ? ORDER BY id", (subject_id,)
+        )
+        return [Exclusion(**dict(row)) for row in rows]
+
+    def _exclusion(self, exclusion_id: int) -> Exclusion:
+        row = self.conn.execute(
+            f"SELECT {EXCLUSION_COLUMNS} FROM exclusions WHERE id = ?", (exclusion_id,)
+        ).fetchone()
+        return Exclusion(**dict(row))
+
     def search(self, probe: F32, k: int = 5) -> list[Match]:
-        """The `k` nearest live subjects, each by its best template, with exact float32 distances."""
+        """The `k` nearest live subjects, each by its best template, with exact float32 distances; a subject
+        is left out when the probe is nearer to one of its live exclusions than to its best template."""
         if probe.ndim != 1 or probe.shape[0] != self.index.dimensions:
             raise EdgeAgentError(
                 f"a probe must have {self.index.dimensions} values, got shape {tuple(probe.shape)}"
@@ -357,12 +479,32 @@ class Watchlist:
         ).fetchall()
         best: dict[str, tuple[float, int]] = {}
         for row in rows:
-            distance = float(np.linalg.norm(self._vector(row["embedding"]).astype(np.float64) - probe))
+            distance = self._distance(probe, row["embedding"])
             current = best.get(row["subject_id"])
             if current is None or distance < current[0]:
                 best[row["subject_id"]] = (distance, int(row["template_id"]))
+        self._drop_excluded(probe, best, now)
         ranked = sorted(best.items(), key=lambda item: item[1][0])
         return [Match(self.subject(sid), template_id, distance) for sid, (distance, template_id) in ranked]
+
+    def _drop_excluded(self, probe: F32, best: dict[str, tuple[float, int]], now: datetime) -> None:
+        """Removes from `best` each subject with a live exclusion nearer to the probe than its best
+        template. One indexed query; with no exclusions it finds no rows and nothing else runs."""
+        if not best:
+            return
+        marks = ",".join("?" * len(best))
+        rows = self.conn.execute(
+            f"SELECT subject_id, embedding FROM exclusions "
+            f"WHERE subject_id IN ({marks}) AND model_id = ? AND expires_at > ?",
+            (*best, self.model_id, utc_text(now)),
+        ).fetchall()
+        for row in rows:
+            subject_id = row["subject_id"]
+            if subject_id in best and self._distance(probe, row["embedding"]) < best[subject_id][0]:
+                del best[subject_id]
+
+    def _distance(self, probe: F32, blob: bytes) -> float:
+        return float(np.linalg.norm(self._vector(blob).astype(np.float64) - probe))
 
     def _vector(self, blob: bytes) -> F32:
         vector = np.frombuffer(blob, dtype="<f4").astype(np.float32)
