@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,8 +14,9 @@ import pytest
 
 from edge_agent.config import EventSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.outbox import KNOWN_COUNTERS, EventStore
+from edge_agent.events.outbox import KNOWN_COUNTERS, EventStore, _create_v1
 from edge_agent.events.schema import MatchEvent
+from edge_agent.sqlite_schema import migrate
 
 TOPIC = "edge-agent/edge-1/events/match"
 MakeEvent = Callable[..., MatchEvent]
@@ -193,17 +194,63 @@ def test_counters_add_up_and_persist(tmp_path: Path) -> None:
 
 
 def test_no_match_adds_no_row_anywhere(tmp_path: Path) -> None:
-    """Privacy: without a match, only the values in `counters` change; no table gains a row."""
+    """Privacy: without a match, only the aggregate counters change: the values in `counters`, and
+    `counter_days` gets one row per UTC day and counter at most; no other table gains a row."""
     path = tmp_path / "events.db"
-    with open_store(path) as store:
+    clock = FakeClock()
+    with open_store(path, clock) as store:
         before = row_counts(path)
-        store.add_counters(dict.fromkeys(KNOWN_COUNTERS, 7))
+        for _ in range(3):
+            store.add_counters(dict.fromkeys(KNOWN_COUNTERS, 7))
+            clock.advance(3600)  # the same UTC day (12:00 to 15:00)
         store.enforce_bounds()
         store.purge_reviews()
         after = row_counts(path)
-    assert after == before
-    assert set(before) >= {"outbox", "review", "counters"}
-    assert before["outbox"] == before["review"] == 0
+    assert after == {**before, "counter_days": len(KNOWN_COUNTERS)}
+    assert set(before) >= {"outbox", "review", "counters", "counter_days"}
+    assert before["outbox"] == before["review"] == before["counter_days"] == 0
+
+
+def test_counters_are_also_kept_per_utc_day(tmp_path: Path) -> None:
+    clock = FakeClock()  # 2026-03-01 12:00 UTC
+    with open_store(tmp_path / "events.db", clock) as store:
+        store.add_counters({"frames": 10, "faces_seen": 2})
+        clock.advance(11 * 3600 + 59 * 60)  # 23:59, still the 1st
+        store.add_counters({"frames": 5})
+        clock.advance(120)  # 00:01 on the 2nd
+        store.add_counters({"frames": 1, "matches": 1})
+        clock.advance(2 * 86400)  # the 4th
+        store.add_counters({"frames": 100})
+        day = date(2026, 3, 1)
+        assert store.counters_between(day, day) == {
+            **dict.fromkeys(KNOWN_COUNTERS, 0),
+            "frames": 15,
+            "faces_seen": 2,
+        }
+        assert store.counters_between(date(2026, 3, 2), date(2026, 3, 3))["frames"] == 1
+        assert store.counters_between(day, date(2026, 3, 4))["frames"] == 116 == store.counters()["frames"]
+        assert store.counters_between(date(2026, 2, 1), date(2026, 2, 28)) == dict.fromkeys(KNOWN_COUNTERS, 0)
+        assert store.first_counted_day() == day
+
+
+def test_a_v1_store_is_upgraded_in_place(tmp_path: Path, make_match_event: MakeEvent) -> None:
+    """A store written before per-day counters: its rows and totals stay; per-day counting starts now."""
+    path = tmp_path / "events.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, path, "event store", (_create_v1,))  # exactly what a v1 edge-agent created
+    conn.execute("UPDATE counters SET value = 40 WHERE name = 'frames'")
+    conn.close()
+    clock = FakeClock()
+    with open_store(path, clock) as store:
+        store.commit_match(make_match_event(), TOPIC, vector(1))
+        assert store.first_counted_day() is None
+        store.add_counters({"frames": 2})
+        assert store.counters()["frames"] == 42  # the v1 total carries on
+        assert store.counters_between(date(2026, 3, 1), date(2026, 3, 1))["frames"] == 2
+        assert store.first_counted_day() == date(2026, 3, 1)
+        assert store.depth() == 1
+    with sqlite3.connect(path) as check:
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
 
 
 def test_a_bad_embedding_writes_nothing(tmp_path: Path, make_match_event: MakeEvent) -> None:

@@ -10,8 +10,11 @@ dropped is kept on disk (`outbox_state`) so health reports it across restarts. A
 that MQTT was still waiting to see acknowledged; it then counts as dropped even if the broker got it.
 
 Privacy: only a decided match writes rows (outbox + review). Frames, faces and embeddings of anyone else
-are never stored; without a match the only table that changes is `counters`, whose rows for the pipeline's
-counters are created when the database is created, so counting never adds a row.
+are never stored; without a match the only tables that change are the aggregate counters: `counters`
+(running totals, whose rows for the pipeline's counters are created with the database, so counting never
+adds a row there) and `counter_days` (the same counts per UTC day, for transparency reports over a
+period: at most one row per day and counter, nothing per person). A day's counts are those stored that
+day: the agent stores them every `mqtt.health_interval_s` and at stop.
 
 Review retention (`review_days`) bounds how long a matched face's embedding stays on the device, whether
 or not its event has been sent: `purge_reviews` deletes every review row decided longer ago than that.
@@ -29,7 +32,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 
@@ -73,6 +76,17 @@ _V1 = (
     "INSERT INTO outbox_state (id, dropped) VALUES (1, 0)",
 )
 
+# v2: the counters per UTC day ('2026-03-01'), so a report can cover a period. A v1 store's running totals
+# belong to no day: per-day counting starts at the upgrade.
+_V2 = (
+    """CREATE TABLE counter_days (
+        day TEXT NOT NULL,
+        name TEXT NOT NULL,
+        value INTEGER NOT NULL,
+        PRIMARY KEY (day, name)
+    )""",
+)
+
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
@@ -100,7 +114,7 @@ def _create_v1(conn: sqlite3.Connection) -> None:
 
 
 def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    migrate(conn, path, "event store", (_create_v1,))
+    migrate(conn, path, "event store", (_create_v1, statements(*_V2)))
 
 
 def _embedding_blob(embedding: F32) -> bytes:
@@ -296,16 +310,23 @@ class EventStore:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def add_counters(self, deltas: Mapping[str, int]) -> None:
-        """Adds to aggregate counters. The known ones (`KNOWN_COUNTERS`) exist from the start, so this only
-        updates rows; a name outside them gets its row on its first non-zero update."""
+        """Adds to aggregate counters: the running totals and today's (UTC) row, in one transaction. The
+        known totals (`KNOWN_COUNTERS`) exist from the start, so this only updates their rows; a name
+        outside them gets its row on its first non-zero update, and each day's row likewise."""
         items = [(name, int(delta)) for name, delta in deltas.items() if delta]
         if not items:
             return
+        day = self.clock().astimezone(UTC).date().isoformat()
         with self._transaction() as conn:
             conn.executemany(
                 "INSERT INTO counters (name, value) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET value = value + excluded.value",
                 items,
+            )
+            conn.executemany(
+                "INSERT INTO counter_days (day, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (day, name) DO UPDATE SET value = value + excluded.value",
+                [(day, name, delta) for name, delta in items],
             )
 
     # ---- reading -------------------------------------------------------------------------------
@@ -356,3 +377,19 @@ class EventStore:
         with self._lock:
             rows = self.conn.execute("SELECT name, value FROM counters ORDER BY name").fetchall()
         return {str(name): int(value) for name, value in rows}
+
+    def counters_between(self, first: date, last: date) -> dict[str, int]:
+        """The counters summed over the UTC days `first` to `last` (both included); the known ones
+        (`KNOWN_COUNTERS`) are always there, 0 when nothing was counted."""
+        with self._lock:
+            rows = self.conn.execute(
+                "SELECT name, sum(value) FROM counter_days WHERE day BETWEEN ? AND ? GROUP BY name",
+                (first.isoformat(), last.isoformat()),
+            ).fetchall()
+        return {**dict.fromkeys(KNOWN_COUNTERS, 0), **{str(name): int(value) for name, value in rows}}
+
+    def first_counted_day(self) -> date | None:
+        """The first UTC day with per-day counts (None before any): earlier counts belong to no day."""
+        with self._lock:
+            (first,) = self.conn.execute("SELECT min(day) FROM counter_days").fetchone()
+        return None if first is None else date.fromisoformat(first)
