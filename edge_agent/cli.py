@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from edge_agent.cli_agent import add_agent_commands
 from edge_agent.cli_bench_live import add_live_bench_commands
 from edge_agent.cli_faces import add_face_commands, positive_int
+from edge_agent.cli_fleet import add_fleet_commands
 from edge_agent.cli_watchlist import add_watchlist_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
@@ -111,6 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_face_commands(commands)
     add_watchlist_commands(commands)
     add_agent_commands(commands)
+    add_fleet_commands(commands)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")

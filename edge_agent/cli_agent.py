@@ -1,5 +1,5 @@
-"""`edge-agent run`, `schema`, `listen` and `sources`: the live agent, its payload schemas, a checking
-subscriber, and the cameras this machine offers."""
+"""`edge-agent run`, `schema`, `listen`, `sources` and `report`: the live agent, its payload schemas, a
+checking subscriber, the cameras this machine offers, and transparency reports."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 import logging
 import sys
+from datetime import date
 from pathlib import Path
 
 from edge_agent.cli_faces import positive_int
@@ -24,7 +25,7 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
 
     schema = commands.add_parser("schema", help="write the JSON Schemas of the MQTT payloads")
     schema.add_argument("--out", type=Path, help="folder for <kind>.schema.json (default: print)")
-    schema.add_argument("kind", nargs="?", choices=["match", "status", "health"])
+    schema.add_argument("kind", nargs="?", choices=["match", "status", "health", "report"])
     schema.set_defaults(handler=_cmd_schema)
 
     listen = commands.add_parser("listen", help="subscribe to agents' topics and check every payload")
@@ -44,6 +45,27 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
         help="show exactly what the configured camera opens (the GStreamer pipeline for jetson)",
     )
     sources.set_defaults(handler=_cmd_sources)
+
+    report = commands.add_parser(
+        "report", help="transparency report: aggregate counts for a period (no person named)"
+    )
+    report.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
+    report.add_argument(
+        "--since", type=_day, required=True, metavar="DATE", help="first UTC day (YYYY-MM-DD)"
+    )
+    report.add_argument("--until", type=_day, metavar="DATE", help="last UTC day, included (default: today)")
+    report.add_argument("--json", action="store_true", help="print the JSON payload instead of Markdown")
+    report.add_argument(
+        "--publish", action="store_true", help="also send it retained on <prefix>/<device_id>/report (QoS 1)"
+    )
+    report.set_defaults(handler=_cmd_report)
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
 def configure_logging() -> None:
@@ -116,4 +138,20 @@ def _cmd_sources(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     for line in report(survey(), settings.camera, explain=args.explain):
         print(line)
+    return EXIT_OK
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from edge_agent.report import build_report, publish_report, render_markdown
+
+    settings = load_settings(args.config)
+    report = build_report(settings, args.since, args.until)
+    if args.json:
+        print(report.to_json().decode())
+    else:
+        print(render_markdown(report), end="")
+    if args.publish:
+        sys.stdout.flush()
+        topic = publish_report(settings, report)
+        print(f"edge-agent: report published (retained) on {topic}", file=sys.stderr)
     return EXIT_OK

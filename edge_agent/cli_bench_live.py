@@ -8,7 +8,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from edge_agent.cli_faces import positive_int
+from edge_agent.cli_faces import positive_float, positive_int
 from edge_agent.config import load_settings
 from edge_agent.errors import EdgeAgentError
 
@@ -40,19 +40,19 @@ def add_live_bench_commands(bench_commands: argparse._SubParsersAction[argparse.
         help="the live agent on a looped clip for M minutes: RSS growth after warm-up (exit 1 if >= 5%%)",
     )
     _common(soak)
-    soak.add_argument("--minutes", type=_positive_float, default=10.0, help="length of the run (default 10)")
+    soak.add_argument("--minutes", type=positive_float, default=10.0, help="length of the run (default 10)")
     soak.add_argument(
         "--realtime",
         action="store_true",
         help="deliver frames at the clip's rate and drop what the agent cannot keep up with (default: every "
         "frame, as fast as it goes)",
     )
-    soak.add_argument("--sample-s", type=_positive_float, default=2.0, help="RSS sample period (default 2)")
+    soak.add_argument("--sample-s", type=positive_float, default=2.0, help="RSS sample period (default 2)")
     soak.add_argument(
-        "--warmup-s", type=_positive_float, help="warm-up (default: 60 s, or a quarter of a shorter run)"
+        "--warmup-s", type=positive_float, help="warm-up (default: 60 s, or a quarter of a shorter run)"
     )
     soak.add_argument(
-        "--max-growth", type=_positive_float, default=5.0, metavar="PERCENT", help="gate (default 5)"
+        "--max-growth", type=positive_float, default=5.0, metavar="PERCENT", help="gate (default 5)"
     )
     soak.set_defaults(handler=_cmd_bench_soak)
 
@@ -80,16 +80,6 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", type=Path, default=DEFAULT_DOC)
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers as JSON")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Path, tuple[Path, ...]]:

@@ -9,6 +9,7 @@ for the next start. SIGHUP reopens the watchlist (after a sync or an edit by the
 from __future__ import annotations
 
 import logging
+import queue
 import signal
 import sqlite3
 import threading
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
 from edge_agent.capture.source import FrameSource, open_source, redact
@@ -33,11 +35,13 @@ from edge_agent.events.schema import (
     OutboxHealth,
     StatusMessage,
 )
+from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
 from edge_agent.pipeline import LivePipeline, agent_version
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sysinfo import cpu_temperature_c, rss_mib
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pipeline import FacePipeline
+from edge_agent.watchlist.fleet_state import FleetState
 from edge_agent.watchlist.store import Watchlist
 
 logger = logging.getLogger("edge_agent")
@@ -84,6 +88,7 @@ class Agent:
         self.store: EventStore | None = None
         self.slot = LatestFrameSlot()
         self._flushed: dict[str, int] = {}
+        self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
 
     # ---- control from other threads / signal handlers -------------------------------------------
 
@@ -132,8 +137,10 @@ class Agent:
                 device_id=settings.device_id, state="offline", agent_version=agent_version()
             ),
             log=logger.info,
+            on_command=lambda _topic, payload: self._commands.put(payload),
         )
         pipeline = self.pipeline = LivePipeline(settings, faces, watchlist, store, topics.match)
+        commands = self._command_processor(pipeline, store)
         source = self.source or open_source(settings.camera, logger.info)
         runner = self.runner = CaptureRunner(source, self.slot, settings.camera, log=logger.info)
         try:
@@ -149,7 +156,7 @@ class Agent:
                 faces.embedder.threshold,
                 settings.embedder.target_fmr,
             )
-            self._loop(pipeline, publisher, store, source)
+            self._loop(pipeline, publisher, store, source, commands)
         finally:
             self.notifier.stopping()
             runner.stop()
@@ -168,7 +175,12 @@ class Agent:
         return 0
 
     def _loop(
-        self, pipeline: LivePipeline, publisher: Publisher, store: EventStore, source: FrameSource
+        self,
+        pipeline: LivePipeline,
+        publisher: Publisher,
+        store: EventStore,
+        source: FrameSource,
+        commands: CommandProcessor,
     ) -> None:
         health = Every(self.settings.mqtt.health_interval_s)
         purge = Every(self.settings.service.purge_interval_s)
@@ -197,6 +209,10 @@ class Agent:
                     "camera %s: end of %s", self.settings.camera.id, redact(self.settings.camera.source)
                 )
                 break
+            while not self._commands.empty():
+                result = answer(commands, self._commands.get(), publisher)
+                state = "accepted" if result.accepted else "refused"
+                logger.info("command %s: %s (%s)", result.command or "?", state, result.message)
             now = time.monotonic()
             if self._reload.is_set():
                 self._reload.clear()
@@ -208,6 +224,44 @@ class Agent:
                 self._purge(pipeline, store)
             if not self._capture_stalled(now - last_frame):
                 self.notifier.pet()
+
+    # ---- fleet commands ------------------------------------------------------------------------
+
+    def _command_processor(self, pipeline: LivePipeline, store: EventStore) -> CommandProcessor:
+        """Commands act on the live watchlist and vote; a target rate set by command outlives restarts."""
+
+        def set_target_fmr(target: float) -> float:
+            threshold = pipeline.faces.embedder.use_target(target).threshold
+            pipeline.vote.set_threshold(threshold)
+            return threshold
+
+        def status() -> dict[str, Any]:
+            stats = pipeline.matcher.watchlist.stats()
+            point = pipeline.faces.embedder.operating_point
+            return {
+                "status": {
+                    "live_subjects": stats.live_subjects,
+                    "templates": stats.templates,
+                    "audit_head": stats.audit_head,
+                    "target_fmr": point.target_fmr,
+                    "threshold": point.threshold,
+                    "outbox_depth": store.depth(),
+                    "counters": pipeline.counters.as_dict(),
+                    "agent_version": agent_version(),
+                }
+            }
+
+        persisted = FleetState(pipeline.matcher.watchlist).setting("target_fmr")
+        if persisted is not None:
+            set_target_fmr(float(persisted))
+            logger.info("false-match rate %s set by fleet command", persisted)
+        return CommandProcessor(
+            self.settings.device_id,
+            lambda: pipeline.matcher.watchlist,
+            store,
+            self.settings.watchlist.trusted_keys,
+            DeviceHooks(set_target_fmr=set_target_fmr, status=status),
+        )
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -251,6 +305,7 @@ class Agent:
         expired = pipeline.matcher.watchlist.purge_expired(actor=f"edge-agent:{self.settings.device_id}")
         if expired:
             logger.info("watchlist: %d expired subject(s) purged", len(expired))
+        FleetState(pipeline.matcher.watchlist).forget_expired_nonces()
         reviews = store.purge_reviews()
         if reviews:
             logger.info("review store: %d match record(s) past the review window deleted", reviews)

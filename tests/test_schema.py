@@ -23,7 +23,13 @@ def test_committed_schema_is_what_the_models_generate(kind: str) -> None:
 def test_schema_command_writes_every_payload(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["schema", "--out", str(tmp_path)]) == 0
     written = sorted(p.name for p in tmp_path.iterdir())
-    assert written == ["health.schema.json", "match.schema.json", "status.schema.json"]
+    assert written == [
+        "cmd-result.schema.json",
+        "health.schema.json",
+        "match.schema.json",
+        "report.schema.json",
+        "status.schema.json",
+    ]
     match = json.loads((tmp_path / "match.schema.json").read_text())
     assert match["properties"]["schema"]["const"] == "edge-agent.match/1"
     assert "review_required" in match["properties"] and "event_id" in match["required"]

@@ -75,8 +75,26 @@ class Topics:
         return f"{self.root}/health"
 
     @property
+    def report(self) -> str:
+        return f"{self.root}/report"
+
+    @property
     def cmd(self) -> str:
         return f"{self.root}/cmd"
+
+    @property
+    def cmd_result(self) -> str:
+        return f"{self.cmd}/result"
+
+    @property
+    def command_filters(self) -> tuple[str, str]:
+        """Where commands arrive: this device's and the fleet-wide command topics."""
+        return f"{self.cmd}/#", f"{self.prefix}/all/cmd/#"
+
+    def is_command(self, topic: str) -> bool:
+        return not topic.endswith("/cmd/result") and (
+            topic.startswith(f"{self.cmd}/") or topic.startswith(f"{self.prefix}/all/cmd/")
+        )
 
 
 # ---- TLS ----------------------------------------------------------------------------------------------
@@ -226,8 +244,12 @@ class Publisher:
         online: StatusMessage,
         offline: StatusMessage,
         log: Log = _no_log,
+        on_command: Callable[[str, bytes], None] | None = None,
     ) -> None:
+        """`on_command(topic, payload)` receives what arrives on the command topics (paho's thread: it
+        should only queue it); without it the publisher subscribes to nothing."""
         self.settings = settings
+        self.on_command = on_command
         self.topics = Topics(settings.topic_prefix, device_id)
         self.store = store
         self.online = online
@@ -267,6 +289,7 @@ class Publisher:
         client.will_set(self.topics.status, self.offline.to_json(), qos=1, retain=True)
         client.max_inflight_messages_set(0)  # unlimited in paho: our own window is max_inflight
         client.on_connect = self._on_connect
+        client.on_message = self._on_message
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
         client.on_log = self._on_log
@@ -407,6 +430,10 @@ class Publisher:
 
     # ---- paho's callbacks (network thread) ------------------------------------------------------------
 
+    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
+        if self.on_command is not None and self.topics.is_command(message.topic):
+            self.on_command(message.topic, bytes(message.payload))
+
     def _on_connect(
         self,
         client: mqtt.Client,
@@ -426,6 +453,8 @@ class Publisher:
                 client.publish(self.topics.status, self._status(self.offline), qos=1, retain=True)
                 return
             client.publish(self.topics.status, self._status(self.online), qos=1, retain=True)
+            if self.on_command is not None:
+                client.subscribe([(topic, 1) for topic in self.topics.command_filters])
             for topic, payload in self._discovery:
                 client.publish(topic, payload, qos=1, retain=True)
             with self._state:

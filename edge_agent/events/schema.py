@@ -9,9 +9,9 @@ acknowledges it, so the same event may arrive more than once, never with differe
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Annotated, Final, Literal
+from typing import Annotated, Any, Final, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
@@ -21,6 +21,8 @@ from edge_agent.files import atomic_write_bytes
 MATCH_SCHEMA: Final = "edge-agent.match/1"
 STATUS_SCHEMA: Final = "edge-agent.status/1"
 HEALTH_SCHEMA: Final = "edge-agent.health/1"
+REPORT_SCHEMA: Final = "edge-agent.report/1"
+CMD_RESULT_SCHEMA: Final = "edge-agent.cmd-result/1"
 
 
 def _utc(moment: datetime) -> datetime:
@@ -150,10 +152,80 @@ class HealthMessage(Payload):
     rss_mib: float | None = None
 
 
+class ReportPeriod(Payload):
+    since: date = Field(description="First UTC day of the period.")
+    until: date = Field(description="Last UTC day of the period (included).")
+
+
+class WatchlistChanges(Payload):
+    """Audit rows of the period, by action (one per subject)."""
+
+    enrolments: int = Field(ge=0, description="Subjects enrolled on the device (`enroll`).")
+    imports: int = Field(ge=0, description="Subjects added from signed bundles (`import`).")
+    removals: int = Field(ge=0, description="Subjects removed by an operator (`remove`).")
+    expiries: int = Field(ge=0, description="Subjects retired at their expiry (`purge`).")
+
+
+class CommandCounts(Payload):
+    accepted: int = Field(ge=0, description="Remote commands carried out (audit `command`).")
+    rejected: int = Field(ge=0, description="Remote commands refused (audit `command_rejected`).")
+
+
+class AuditChainStatus(Payload):
+    """The whole audit log, checked when the report was made (not only the period's rows)."""
+
+    verified: bool = Field(description="Every row's hash and link to the row before it is intact.")
+    rows: int = Field(ge=0, description="Rows read (up to the first bad one when not verified).")
+    head: str = Field(pattern=r"^[0-9a-f]{64}$", description="Hash of the last row: compare with an anchor.")
+    detail: str = Field(description="What the check found, in one line (the first bad row when broken).")
+
+
+class TransparencyReport(Payload):
+    """Aggregate counts for one period: no person is named and nothing is counted per person."""
+
+    schema_: Literal["edge-agent.report/1"] = Field(REPORT_SCHEMA, alias="schema")
+    device_id: Name
+    generated_at: UtcTime
+    agent_version: str
+    period: ReportPeriod
+    counted_since: date | None = Field(
+        None, description="First UTC day with per-day counts on this device; earlier frames are in no period."
+    )
+    counters: Counters = Field(
+        description="What the pipeline processed in the period, by the UTC day the counts were stored."
+    )
+    matches_by_watchlist: dict[str, int] = Field(
+        description="Match events decided in the period per watchlist (from the audit log)."
+    )
+    reviews_required: int = Field(ge=0, description="Match events in the period; every one asks for review.")
+    watchlist_changes: WatchlistChanges
+    commands: CommandCounts
+    audit: AuditChainStatus
+
+
+class CommandResultMessage(Payload):
+    """A device's answer to a fleet command, on `<prefix>/<device>/cmd/result` (QoS 1, via the outbox)."""
+
+    schema_: Literal["edge-agent.cmd-result/1"] = Field(CMD_RESULT_SCHEMA, alias="schema")
+    device_id: Name
+    at: UtcTime
+    accepted: bool
+    reason: str = Field(
+        description="ok, or why it was refused: malformed, unsigned, untrusted_key, bad_signature, "
+        "not_for_this_device, not_yet_valid, expired, replayed, unknown_command, invalid_args, failed"
+    )
+    message: str
+    command: str | None = None
+    nonce: str | None = Field(None, description="The command's nonce: how the sender matches answers.")
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 PAYLOADS: dict[str, type[Payload]] = {
+    "cmd-result": CommandResultMessage,
     "match": MatchEvent,
     "status": StatusMessage,
     "health": HealthMessage,
+    "report": TransparencyReport,
 }
 
 

@@ -82,6 +82,13 @@ class FaceEmbedder:
             raise ModelError(f"{self.model.file} was loaded without a calibrated threshold")
         return self._operating_point
 
+    def use_target(self, target_fmr: float) -> FmrThreshold:
+        """Switch to another calibrated false-match rate (a fleet command); returns its operating point."""
+        if self.calibration is None:
+            raise ModelError(f"{self.model.file} was loaded without its calibration")
+        self._operating_point = self.calibration.for_target(target_fmr)
+        return self._operating_point
+
     @property
     def threshold(self) -> float:
         """Distances below this are a match at the configured false-match rate."""

@@ -8,6 +8,7 @@ in one transaction: a refused bundle changes nothing.
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -73,18 +74,32 @@ def _bundle_subject(watchlist: Watchlist, subject: Subject) -> BundleSubject:
     )
 
 
-def import_bundle(
-    watchlist: Watchlist, data: bytes, trusted_keys: Collection[str], actor: str
-) -> list[Subject]:
-    """Verifies the bundle, then adds all its subjects in one transaction; refuses it whole otherwise."""
-    bundle = read_bundle(
+def open_bundle(watchlist: Watchlist, data: bytes, trusted_keys: Collection[str]) -> Bundle:
+    """The verified bundle, for this watchlist's model (BundleError otherwise)."""
+    return read_bundle(
         data,
         trusted_keys=trusted_keys,
         model_id=watchlist.model_id,
         dimensions=watchlist.index.dimensions,
         now=watchlist.clock(),
     )
+
+
+def import_bundle(
+    watchlist: Watchlist,
+    data: bytes,
+    trusted_keys: Collection[str],
+    actor: str,
+    *,
+    skip_present: bool = False,
+) -> list[Subject]:
+    """Verifies the bundle, then adds all its subjects in one transaction; refuses it whole otherwise.
+    With `skip_present` (a fleet delta), subjects already on the device are left as they are."""
+    bundle = open_bundle(watchlist, data, trusted_keys)
     present = [s.id for s in bundle.subjects if _exists(watchlist, s.id)]
+    if skip_present:
+        bundle = replace(bundle, subjects=tuple(s for s in bundle.subjects if s.id not in present))
+        present = []
     if present:
         raise EdgeAgentError(
             f"bundle refused: subject(s) already on this device: {', '.join(present[:5])}; nothing imported"

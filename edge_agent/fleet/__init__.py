@@ -1,0 +1,1 @@
+"""Fleet operations: signed commands from the central side, and their handling on a device."""

@@ -1,0 +1,246 @@
+"""The device side of fleet commands: check, run, audit, answer.
+
+`CommandProcessor.handle(data)` opens the envelope (trusted key, this device, current), refuses a nonce it
+has seen, runs the command against the watchlist, and returns the result to publish on `cmd/result`.
+Accepted and refused commands both get an audit row in the watchlist's hash chain, together with the
+nonce (one transaction), so a replay is refused even after a restart. It runs on the inference worker's
+thread, between frames, because the watchlist and the vote belong to that thread.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import uuid
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from edge_agent.config import CALIBRATED_FMRS
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.mqtt import Publisher
+from edge_agent.events.outbox import EventStore
+from edge_agent.events.schema import CommandResultMessage
+from edge_agent.fleet.command import Command, CommandRefusedError, open_command
+from edge_agent.signed import parse_public_key, short
+from edge_agent.watchlist.fleet_state import FleetState
+from edge_agent.watchlist.store import Watchlist
+from edge_agent.watchlist.transfer import import_bundle, open_bundle
+
+EXCLUSION_DAYS = 365  # how long a reviewer's false-match verdict keeps that face from that subject
+
+
+@dataclass
+class CommandResult:
+    accepted: bool
+    reason: str  # "ok" or the refusal reason
+    message: str
+    command: str | None = None
+    nonce: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def as_message(self, device_id: str, at: datetime) -> CommandResultMessage:
+        return CommandResultMessage(
+            device_id=device_id,
+            at=at,
+            accepted=self.accepted,
+            reason=self.reason,
+            message=self.message,
+            command=self.command,
+            nonce=self.nonce,
+            details=self.details,
+        )
+
+
+@dataclass
+class DeviceHooks:
+    """What commands may change beyond the watchlist: the decision threshold and the trusted keys."""
+
+    set_target_fmr: Callable[[float], float]  # returns the new threshold
+    status: Callable[[], dict[str, Any]]
+
+
+class CommandProcessor:
+    def __init__(
+        self,
+        device_id: str,
+        watchlist: Callable[[], Watchlist],
+        store: EventStore,
+        configured_keys: Collection[str],
+        hooks: DeviceHooks,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.device_id = device_id
+        self._watchlist = watchlist
+        self.store = store
+        self.configured_keys = [key.strip().lower() for key in configured_keys]
+        self.hooks = hooks
+        self.clock = clock
+        self._handlers: dict[str, Callable[[Command, Watchlist], dict[str, Any]]] = {
+            "apply_bundle": self._apply_bundle,
+            "remove_subject": self._remove_subject,
+            "set_target_fmr": self._set_target_fmr,
+            "request_status": self._request_status,
+            "rotate_keys": self._rotate_keys,
+            "review": self._review,
+        }
+
+    def trusted_keys(self) -> list[str]:
+        return FleetState(self._watchlist()).trusted_keys(self.configured_keys)
+
+    def handle(self, data: bytes) -> CommandResult:
+        watchlist = self._watchlist()
+        state = FleetState(watchlist)
+        envelope_hash = hashlib.sha256(data).hexdigest()
+        try:
+            command = open_command(
+                data, trusted_keys=self.trusted_keys(), device_id=self.device_id, now=self.clock()
+            )
+        except CommandRefusedError as exc:
+            state.record_command(None, exc.reason, {"envelope_sha256": envelope_hash, "why": str(exc)})
+            return CommandResult(False, exc.reason, str(exc), details={"envelope_sha256": envelope_hash})
+        if state.command_seen(command.nonce):
+            state.record_command(None, "replayed", {"envelope_sha256": envelope_hash, "nonce": command.nonce})
+            return CommandResult(
+                False,
+                "replayed",
+                "command already received (nonce seen)",
+                command.command,
+                command.nonce,
+                {"envelope_sha256": envelope_hash},
+            )
+        try:
+            details = self._handlers[command.command](command, watchlist)
+        except (CommandRefusedError, EdgeAgentError) as exc:
+            reason = exc.reason if isinstance(exc, CommandRefusedError) else "failed"
+            state.record_command(command, reason, {"envelope_sha256": envelope_hash, "why": str(exc)})
+            return CommandResult(
+                False, reason, str(exc), command.command, command.nonce, {"envelope_sha256": envelope_hash}
+            )
+        state.record_command(command, "ok", {"envelope_sha256": envelope_hash, **_auditable(details)})
+        return CommandResult(True, "ok", f"{command.command} done", command.command, command.nonce, details)
+
+    # ---- commands --------------------------------------------------------------------------------
+
+    def _apply_bundle(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        """args: bundle (base64 of a signed bundle file), mode "delta" (default: add its new subjects,
+        then remove the ids in `remove`) or "full" (the bundle is the whole list: also retire every
+        active subject it does not name)."""
+        args = command.args
+        mode = args.get("mode", "delta")
+        if mode not in ("delta", "full"):
+            raise CommandRefusedError(
+                f"apply_bundle mode must be delta or full, not {short(str(mode))!r}", "invalid_args"
+            )
+        try:
+            data = base64.b64decode(str(args["bundle"]), validate=True)
+        except (KeyError, binascii.Error, ValueError):
+            raise CommandRefusedError(
+                "apply_bundle needs 'bundle': a base64 signed bundle", "invalid_args"
+            ) from None
+        removals = _text_list(args.get("remove", []), "remove")
+        actor = f"fleet:{command.signer[:16]}"
+        added = import_bundle(watchlist, data, self.trusted_keys(), actor, skip_present=True)
+        if mode == "full":
+            named = {s.id for s in open_bundle(watchlist, data, self.trusted_keys()).subjects}
+            removals += [s.id for s in watchlist.subjects() if s.id not in named]
+        removed = []
+        for subject_id in removals:
+            if watchlist.subject(subject_id).status == "active":
+                watchlist.remove(subject_id, actor, f"fleet command {command.nonce}")
+                removed.append(subject_id)
+        return {"mode": mode, "added": [s.id for s in added], "removed": removed}
+
+    def _remove_subject(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        subject_id = _text(command.args, "subject_id")
+        why = str(command.args.get("why", "fleet command"))
+        watchlist.remove(subject_id, f"fleet:{command.signer[:16]}", why)
+        return {"removed": [subject_id]}
+
+    def _set_target_fmr(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        value = command.args.get("target_fmr")
+        if not isinstance(value, int | float) or not any(abs(value - f) <= 1e-12 for f in CALIBRATED_FMRS):
+            raise CommandRefusedError(
+                "target_fmr must be one of the calibrated rates 1e-2, 1e-3, 1e-4, 1e-5", "invalid_args"
+            )
+        threshold = self.hooks.set_target_fmr(float(value))
+        FleetState(watchlist).set_setting("target_fmr", repr(float(value)))
+        return {"target_fmr": float(value), "threshold": threshold}
+
+    def _request_status(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        return self.hooks.status()
+
+    def _rotate_keys(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        """args: add, remove (lists of 64-hex public keys). A rotation that would leave no trusted key
+        is refused: the device would be locked out of its fleet."""
+        add = [key.lower() for key in _text_list(command.args.get("add", []), "add")]
+        remove = [key.lower() for key in _text_list(command.args.get("remove", []), "remove")]
+        for key in add + remove:
+            try:
+                parse_public_key(key)
+            except EdgeAgentError as exc:
+                raise CommandRefusedError(f"rotate_keys: {exc}", "invalid_args") from None
+        after = (set(self.trusted_keys()) | set(add)) - set(remove)
+        if not after:
+            raise CommandRefusedError("rotate_keys would leave no trusted key", "invalid_args")
+        FleetState(watchlist).rotate_keys(add, remove, f"fleet:{command.signer[:16]}")
+        return {"trusted_keys": sorted(after)}
+
+    def _review(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
+        """args: event_id, verdict confirmed | false_match. A false match turns the event's stored
+        embedding into an exclusion of that subject (expiring, audited)."""
+        event_id = _text(command.args, "event_id")
+        verdict = _text(command.args, "verdict")
+        if verdict not in ("confirmed", "false_match"):
+            raise CommandRefusedError("verdict must be confirmed or false_match", "invalid_args")
+        kept = self.store.review(event_id)
+        if kept is None:
+            raise CommandRefusedError(
+                f"no kept match event {short(event_id)} (past the review window?)", "failed"
+            )
+        payload, embedding = kept
+        subject_id = _subject_of(payload)
+        if verdict == "confirmed":
+            return {"event_id": event_id, "verdict": verdict, "subject_id": subject_id}
+        expires = self.clock() + timedelta(days=EXCLUSION_DAYS)
+        watchlist.add_exclusion(subject_id, event_id, embedding, f"fleet:{command.signer[:16]}", expires)
+        return {
+            "event_id": event_id,
+            "verdict": verdict,
+            "subject_id": subject_id,
+            "exclusion_expires": expires.isoformat(),
+        }
+
+
+def _text(args: Mapping[str, Any], name: str) -> str:
+    value = args.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise CommandRefusedError(f"missing argument {name!r}", "invalid_args")
+    return value
+
+
+def _text_list(value: object, name: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise CommandRefusedError(f"argument {name!r} must be a list of text", "invalid_args")
+    return list(value)
+
+
+def _subject_of(payload: bytes) -> str:
+    return str(json.loads(payload)["subject_id"])
+
+
+def _auditable(details: Mapping[str, Any]) -> dict[str, Any]:
+    """What of a result goes into the audit row (ids and settings; status snapshots are left out)."""
+    return {key: value for key, value in details.items() if key != "status"}
+
+
+def answer(processor: CommandProcessor, data: bytes, publisher: Publisher) -> CommandResult:
+    """Run one command and queue its answer on `cmd/result` in the durable outbox (the worker's side)."""
+    result = processor.handle(data)
+    message = result.as_message(processor.device_id, datetime.now(UTC))
+    processor.store.enqueue(str(uuid.uuid4()), publisher.topics.cmd_result, message.to_json())
+    publisher.wake()
+    return result
