@@ -122,12 +122,7 @@ def open_watchlist(settings: Settings, dimensions: int | None = None) -> Watchli
         catalog = ModelCatalog.load(settings.models_dir)
         spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
         dimensions = spec.dimensions
-    watchlist = Watchlist.open(
-        settings.watchlist.path,
-        model_id=settings.embedder.model,
-        dimensions=dimensions,
-        index_dtype=settings.watchlist.index_dtype,
-    )
+    watchlist = Watchlist.for_settings(settings, dimensions)
     for notice in watchlist.notices:
         print(f"edge-agent: {notice}", file=sys.stderr)
     return watchlist

@@ -51,9 +51,7 @@ def demo_clip(kit: Path) -> Path:
 def run_live_demo(settings: Settings, faces: FacePipeline, kit: Path, scratch: Path) -> LiveDemoResult:
     clip = demo_clip(kit)
     watchlist_path = scratch / "watchlist.db"
-    with Watchlist.open(
-        watchlist_path, model_id=settings.embedder.model, dimensions=faces.embedder.spec.dimensions
-    ) as watchlist:
+    with Watchlist.for_settings(settings, faces.embedder.spec.dimensions, watchlist_path) as watchlist:
         enrolled = {sid: path.stem for sid, path in enrol_kit_photos(faces, watchlist, kit).items()}
     with _local_broker(scratch / "mosquitto") as broker:
         port = broker.port if broker is not None else free_port()

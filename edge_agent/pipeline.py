@@ -29,7 +29,7 @@ from edge_agent.tracking import Tracker
 from edge_agent.types import Box, Candidate, Frame, TrackedFace
 from edge_agent.vision.embed import Descriptor
 from edge_agent.vision.pipeline import DescribedFace, FacePipeline
-from edge_agent.vision.quality import assess, head_pose
+from edge_agent.vision.quality import assess, detector_gates_pass
 from edge_agent.watchlist.store import Watchlist
 
 
@@ -79,7 +79,7 @@ class IdentityStage:
     def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
         shots = []
         for item in tracked:
-            if self.vote.settled(item.track_id) or not self._cheap_gates_pass(item):
+            if self.vote.settled(item.track_id) or not detector_gates_pass(item.face, self.gates):
                 continue
             with clock.time("align"):
                 chip, landmarks = self.faces.aligner.align(frame.image, item.face)
@@ -94,13 +94,6 @@ class IdentityStage:
             described = DescribedFace(item.face, landmarks, chip, quality, descriptor)
             shots.append(Shot(item, (frame.width, frame.height), described))
         return shots
-
-    def _cheap_gates_pass(self, item: TrackedFace) -> bool:
-        """Size and pose from the detector alone, before paying for alignment."""
-        if item.face.box.width < self.gates.min_face_px:
-            return False
-        yaw, roll = head_pose(item.face)
-        return abs(yaw) <= self.gates.max_yaw_deg and abs(roll) <= self.gates.max_roll_deg
 
 
 class Matcher:
@@ -189,9 +182,7 @@ class LivePipeline:
         self.matcher = Matcher(watchlist)
         self.store = store
         self.match_topic = match_topic
-        self.tracker = Tracker(settings.tracking)
-        self.vote: TemporalVote[Shot] = TemporalVote(settings.decision, faces.embedder.threshold)
-        self.identity = IdentityStage(faces, self.tracker, self.vote, settings.quality)
+        self._start_tracks()
         self.events = EventFactory(
             settings.device_id,
             settings.camera.id,
@@ -239,10 +230,13 @@ class LivePipeline:
         previous = self._timeline
         self._timeline = (recording, frame.captured_at)
         if previous is not None and (previous[0] != recording or frame.captured_at < previous[1]):
-            self.tracker = Tracker(self.settings.tracking)
-            self.identity.tracker = self.tracker
-            self.vote = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
-            self.identity.vote = self.vote
+            self._start_tracks()
+
+    def _start_tracks(self) -> None:
+        """A fresh tracker and vote (at the embedder's current threshold), and the stage that uses them."""
+        self.tracker = Tracker(self.settings.tracking)
+        self.vote: TemporalVote[Shot] = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
+        self.identity = IdentityStage(self.faces, self.tracker, self.vote, self.settings.quality)
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):

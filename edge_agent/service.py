@@ -279,12 +279,7 @@ class Agent:
         )
 
     def _open_watchlist(self, faces: FacePipeline) -> Watchlist:
-        watchlist = Watchlist.open(
-            self.settings.watchlist.path,
-            model_id=self.settings.embedder.model,  # templates are shared by every build of the network
-            dimensions=faces.embedder.spec.dimensions,
-            index_dtype=self.settings.watchlist.index_dtype,
-        )
+        watchlist = Watchlist.for_settings(self.settings, faces.embedder.spec.dimensions)
         for notice in watchlist.notices:
             logger.info("watchlist: %s", notice)
         return watchlist

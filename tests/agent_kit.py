@@ -48,12 +48,7 @@ def agent_settings(folder: Path, broker: Broker | None, port: int | None = None,
 
 
 def open_watchlist(settings: Settings, faces: FacePipeline) -> Watchlist:
-    return Watchlist.open(
-        settings.watchlist.path,
-        model_id=settings.embedder.model,
-        dimensions=faces.embedder.spec.dimensions,
-        index_dtype=settings.watchlist.index_dtype,
-    )
+    return Watchlist.for_settings(settings, faces.embedder.spec.dimensions)
 
 
 def enrol_demo_people(settings: Settings, faces: FacePipeline) -> dict[str, str]:

@@ -31,22 +31,14 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
+from edge_agent.bench.mosquitto import HOST, free_port, mosquitto_binary
 from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.subscription import Subscription
 
-MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
-HOST = "127.0.0.1"
 # A subscriber account added to every password file, so tests can watch a broker that demands a login.
 OBSERVER = ("observer", "observer-secret")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on now (the kernel's choice, so never 1883)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        return int(probe.getsockname()[1])
 
 
 # ---- a test PKI ----------------------------------------------------------------------------------------
@@ -212,7 +204,7 @@ class Broker:
             raise BrokerError("broker already running")
         with self.output_path.open("ab") as output:
             self.process = subprocess.Popen(
-                [MOSQUITTO, "-c", str(self.config_path)], stdout=output, stderr=subprocess.STDOUT
+                [mosquitto_binary(), "-c", str(self.config_path)], stdout=output, stderr=subprocess.STDOUT
             )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:

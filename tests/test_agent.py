@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,6 +30,7 @@ from tests.agent_kit import (
     table_rows,
 )
 from tests.broker import Broker, Subscriber
+from tests.waiting import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -217,14 +218,6 @@ def _health_state(subscriber: Subscriber) -> str | None:
     return json.loads(messages[-1].payload)["camera"]["state"] if messages else None
 
 
-def _wait(check: Callable[[], bool], what: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_listen_prints_valid_events_and_names_invalid_payloads(
     tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
 ) -> None:
@@ -314,3 +307,6 @@ def test_a_reload_that_fails_keeps_the_agent_running(
     finally:
         agent.stop()
         runner.join(30)
+
+
+_wait = functools.partial(wait_until, timeout_s=30.0)

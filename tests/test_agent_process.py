@@ -27,6 +27,7 @@ from tests.agent_kit import (
     table_rows,
 )
 from tests.broker import Broker, Subscriber
+from tests.waiting import wait_until
 
 STATUS_TOPIC = f"{PREFIX}/{DEVICE}/status"
 
@@ -77,15 +78,6 @@ def outbox_ids(events_db: Path) -> list[str]:
         conn.close()
 
 
-def wait_until(check: object, what: str, timeout_s: float = 60.0) -> None:
-    assert callable(check)
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
-
-
 def test_kill_9_between_commit_and_puback_delivers_the_same_event_after_restart(
     tmp_path: Path,
     broker_factory: Callable[..., Broker],
@@ -97,7 +89,7 @@ def test_kill_9_between_commit_and_puback_delivers_the_same_event_after_restart(
     settings = agent_settings(tmp_path, broker, camera={"loop": True})
     enrol_demo_people(settings, faces)
     first = start_agent(settings, tmp_path, processes)
-    wait_until(lambda: outbox_ids(settings.events.path), "an event committed to the outbox")
+    wait_until(lambda: outbox_ids(settings.events.path), "an event committed to the outbox", timeout_s=60.0)
     first.send_signal(signal.SIGKILL)
     first.wait(10)
     stranded = outbox_ids(settings.events.path)

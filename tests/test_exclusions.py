@@ -28,23 +28,13 @@ from edge_agent.events.schema import MatchEvent
 from edge_agent.sqlite_schema import migrate as migrate_file
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.watchlist import audit, store
-from edge_agent.watchlist.records import NewSubject, NewTemplate, Subject
+from edge_agent.watchlist.records import NewTemplate, Subject
 from edge_agent.watchlist.schema import MIGRATIONS, SCHEMA_VERSION
 from edge_agent.watchlist.store import Watchlist
 from tests.clihelp import run_cli
+from tests.watchlist_kit import MODEL, Clock, calibrated_threshold, new_subject, open_watchlist
 
-MODEL = "dlib_resnet_v1"  # the default embedder's model id, so `edge-agent watchlist show` opens the file
 Descriptors = dict[Path, npt.NDArray[np.float32]]
-
-
-class Clock:
-    """A clock the test moves, so expiry is checked without waiting."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -101,23 +91,7 @@ def lookalike(project_descriptors: Descriptors, faces_dir: Path) -> LookAlike:
 
 @pytest.fixture
 def strict_threshold(catalog: ModelCatalog) -> float:
-    _, entry = catalog.embedder(MODEL, "auto")
-    return catalog.calibration_for(entry).for_target(1e-4).threshold
-
-
-def open_watchlist(tmp_path: Path, clock: Clock) -> Watchlist:
-    return Watchlist.open(tmp_path / "wl.db", model_id=MODEL, dimensions=128, clock=clock)
-
-
-def new_subject(name: str, clock: Clock, days: int = 30) -> NewSubject:
-    return NewSubject(
-        display_name=name,
-        watchlist="test",
-        reason="test enrolment",
-        source="case 8",
-        created_by="pytest",
-        expires_at=clock.now + timedelta(days=days),
-    )
+    return calibrated_threshold(catalog)
 
 
 def enrol(

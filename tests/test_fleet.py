@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from edge_agent.bench.mosquitto import free_port
 from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet import central
@@ -26,9 +27,10 @@ from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pipeline import FacePipeline
 from edge_agent.watchlist.transfer import export_bundle
 from tests.agent_kit import agent_settings, enrol_demo_people, open_watchlist, payloads
-from tests.broker import Broker, Subscriber, free_port
+from tests.broker import Broker, Subscriber
 from tests.clihelp import run_cli
 from tests.fleet_kit import SimDevice, WatchlistModel, start_fleet
+from tests.waiting import wait_until
 
 FLEET_SIZE = 20
 
@@ -196,13 +198,6 @@ def test_publish_then_collect_by_nonce(
         central.publish_command(settings, sign_command(central_key, "request_status"), "cam-00")
     with pytest.raises(EdgeAgentError, match="format is not 'edge-agent-command'"):
         central.send(settings, b'{"format": "edge-agent-watchlist-bundle"}')
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.02)
 
 
 def test_an_unreachable_broker_is_one_line(central_key: Ed25519PrivateKey) -> None:

@@ -30,6 +30,7 @@ from edge_agent.events.schema import (
 )
 from tests.broker import Broker, Pki, Received, Subscriber
 from tests.conftest import REPO
+from tests.waiting import wait_until
 
 MakeEvent = Callable[..., MatchEvent]
 MakeBroker = Callable[..., Broker]
@@ -58,14 +59,6 @@ def settings_for(broker: Broker, **overrides: Any) -> MqttSettings:
         **overrides,
     }
     return MqttSettings(**options)
-
-
-def wait_until(check: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout_s} s")
-        time.sleep(0.02)
 
 
 class Harness:

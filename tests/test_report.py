@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.bench.mosquitto import free_port
 from edge_agent.capture.opencv import OpenCVSource
 from edge_agent.capture.runner import Captured
 from edge_agent.cli import main
@@ -36,7 +37,7 @@ from tests.agent_kit import (
     enrol_demo_people,
     open_watchlist,
 )
-from tests.broker import Broker, Subscriber, free_port
+from tests.broker import Broker, Subscriber
 
 REPORT_TOPIC = f"{PREFIX}/{DEVICE}/report"
 FLUSH_EVERY = 100  # frames between counter flushes, as the agent's health timer would

@@ -8,19 +8,23 @@ FFmpeg with the same timeouts and the same reconnect logic.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
+from edge_agent.bench.mosquitto import free_port
 from edge_agent.capture.opencv import CaptureFormat, OpenCVSource
 from edge_agent.capture.runner import CaptureRunner, LatestFrameSlot
 from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
 from tests.agent_kit import DEMO_CLIP
-from tests.broker import free_port
 from tests.mjpeg_server import MjpegCamera
+from tests.waiting import wait_until
+
+_wait = functools.partial(wait_until, timeout_s=20.0)
 
 
 @pytest.fixture
@@ -29,14 +33,6 @@ def camera() -> Iterator[MjpegCamera]:
     served.start()
     yield served
     served.stop()
-
-
-def _wait(check: Callable[[], bool], what: str, timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def test_frames_from_a_network_camera_carry_increasing_times(camera: MjpegCamera) -> None:

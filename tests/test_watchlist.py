@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,21 +14,11 @@ import pytest
 from edge_agent.errors import EdgeAgentError
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.watchlist import audit
-from edge_agent.watchlist.records import NewSubject, NewTemplate
+from edge_agent.watchlist.records import NewTemplate
 from edge_agent.watchlist.store import Watchlist, index_path_for
+from tests.watchlist_kit import MODEL, Clock, calibrated_threshold, new_subject, open_watchlist
 
-MODEL = "dlib_resnet_v1"
 Descriptors = dict[Path, npt.NDArray[np.float32]]
-
-
-class Clock:
-    """A clock the test moves, so expiry is checked without waiting."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
@@ -38,23 +28,7 @@ def clock() -> Clock:
 
 @pytest.fixture
 def threshold(catalog: ModelCatalog) -> float:
-    _, entry = catalog.embedder(MODEL, "auto")
-    return catalog.calibration_for(entry).for_target(1e-4).threshold
-
-
-def open_watchlist(tmp_path: Path, clock: Clock) -> Watchlist:
-    return Watchlist.open(tmp_path / "wl.db", model_id=MODEL, dimensions=128, clock=clock)
-
-
-def subject(name: str, clock: Clock, days: int = 30) -> NewSubject:
-    return NewSubject(
-        display_name=name,
-        watchlist="test",
-        reason="test enrolment",
-        source="case 1",
-        created_by="pytest",
-        expires_at=clock.now + timedelta(days=days),
-    )
+    return calibrated_threshold(catalog)
 
 
 def template(path: Path, descriptors: Descriptors) -> NewTemplate:
@@ -73,7 +47,7 @@ def enrol_first_photos(watchlist: Watchlist, descriptors: Descriptors, clock: Cl
     """Each person's first photo enrolled; returns identity -> subject id."""
     ids = {}
     for identity, paths in sorted(people(descriptors).items()):
-        ids[identity] = watchlist.enroll(subject(identity, clock), [template(paths[0], descriptors)]).id
+        ids[identity] = watchlist.enroll(new_subject(identity, clock), [template(paths[0], descriptors)]).id
     return ids
 
 
@@ -109,7 +83,7 @@ def test_search_returns_subjects_not_templates(
     obama = people(project_descriptors)["barack_obama"]
     with open_watchlist(tmp_path, clock) as watchlist:
         enrolled = watchlist.enroll(
-            subject("obama", clock), [template(p, project_descriptors) for p in obama[:3]]
+            new_subject("obama", clock), [template(p, project_descriptors) for p in obama[:3]]
         )
         assert enrolled.templates == 3
         matches = watchlist.search(project_descriptors[obama[3]], k=5)
@@ -123,7 +97,9 @@ def test_expired_subjects_never_match_even_before_a_purge(
 ) -> None:
     biden = people(project_descriptors)["joe_biden"]
     with open_watchlist(tmp_path, clock) as watchlist:
-        short = watchlist.enroll(subject("biden", clock, days=1), [template(biden[0], project_descriptors)])
+        short = watchlist.enroll(
+            new_subject("biden", clock, days=1), [template(biden[0], project_descriptors)]
+        )
         assert watchlist.search(project_descriptors[biden[1]])[0].subject.id == short.id
         clock.now += timedelta(days=2)
         assert watchlist.search(project_descriptors[biden[1]]) == []
@@ -170,9 +146,9 @@ def test_an_enrolment_is_all_or_nothing(
     alex = people(project_descriptors)["alex_lacamoire"]
     good = template(alex[0], project_descriptors)
     with open_watchlist(tmp_path, clock) as watchlist:
-        duplicate = watchlist.enroll(subject("alex", clock), [good])
+        duplicate = watchlist.enroll(new_subject("alex", clock), [good])
         with pytest.raises(EdgeAgentError, match="already exists"):
-            watchlist.enroll(subject("alex again", clock), [good, good], subject_id=duplicate.id)
+            watchlist.enroll(new_subject("alex again", clock), [good, good], subject_id=duplicate.id)
         assert watchlist.conn.execute("SELECT count(*) FROM templates").fetchone()[0] == 1
         assert len(audit.rows(watchlist.conn)) == 1 and len(watchlist.index) == 1
 
@@ -191,7 +167,7 @@ def test_bad_templates_are_refused_and_nothing_is_written(
     fields = {"embedding": project_descriptors[path], "quality": 0.9, "photo_sha256": "0" * 64} | change
     with open_watchlist(tmp_path, clock) as watchlist:
         with pytest.raises(EdgeAgentError, match=message):
-            watchlist.enroll(subject("x", clock), [NewTemplate(**fields)])  # type: ignore[arg-type]
+            watchlist.enroll(new_subject("x", clock), [NewTemplate(**fields)])  # type: ignore[arg-type]
         assert watchlist.subjects(include_inactive=True) == []
 
 
@@ -201,7 +177,7 @@ def test_an_expiry_in_the_past_is_refused(
     path = next(iter(project_descriptors))
     with open_watchlist(tmp_path, clock) as watchlist:
         with pytest.raises(EdgeAgentError, match="is not in the future"):
-            watchlist.enroll(subject("late", clock, days=-1), [template(path, project_descriptors)])
+            watchlist.enroll(new_subject("late", clock, days=-1), [template(path, project_descriptors)])
         assert audit.rows(watchlist.conn) == []
 
 

@@ -115,9 +115,7 @@ class Enrolled:
 def enrol_photos(faces: FacePipeline, settings: Settings, photos: Sequence[Path]) -> list[Enrolled]:
     """Each photo's largest face enrolled as one subject of the temporary watchlist (expires in a day)."""
     enrolled = []
-    with Watchlist.open(
-        settings.watchlist.path, model_id=settings.embedder.model, dimensions=faces.embedder.spec.dimensions
-    ) as watchlist:
+    with Watchlist.for_settings(settings, faces.embedder.spec.dimensions) as watchlist:
         expires = watchlist.clock() + timedelta(days=1)
         for photo in photos:
             described, _ = faces.describe_one(read_image(photo), "largest")

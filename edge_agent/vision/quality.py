@@ -55,15 +55,10 @@ class FaceQuality:
 
     def failures(self, gates: QualitySettings) -> list[str]:
         """The gates this face fails, as short reasons; empty when it may be searched."""
-        reasons = []
-        if self.face_px < gates.min_face_px:
-            reasons.append(f"face {self.face_px:.0f} px < {gates.min_face_px} px")
+        reasons = size_failures(self.face_px, gates)
         if self.sharpness < gates.min_sharpness:
             reasons.append(f"sharpness {self.sharpness:.1f} < {gates.min_sharpness:g}")
-        if abs(self.yaw_deg) > gates.max_yaw_deg:
-            reasons.append(f"yaw {self.yaw_deg:.0f} deg beyond {gates.max_yaw_deg:g}")
-        if abs(self.roll_deg) > gates.max_roll_deg:
-            reasons.append(f"roll {self.roll_deg:.0f} deg beyond {gates.max_roll_deg:g}")
+        reasons += pose_failures(self.yaw_deg, self.roll_deg, gates)
         if not gates.min_brightness <= self.brightness <= gates.max_brightness:
             reasons.append(
                 f"brightness {self.brightness:.0f} outside {gates.min_brightness:g}..{gates.max_brightness:g}"
@@ -74,6 +69,27 @@ class FaceQuality:
         values = {key: round(value, 2) for key, value in asdict(self).items()}
         values["score"] = round(self.score, 3)
         return values
+
+
+def size_failures(face_px: float, gates: QualitySettings) -> list[str]:
+    if face_px < gates.min_face_px:
+        return [f"face {face_px:.0f} px < {gates.min_face_px} px"]
+    return []
+
+
+def pose_failures(yaw_deg: float, roll_deg: float, gates: QualitySettings) -> list[str]:
+    reasons = []
+    if abs(yaw_deg) > gates.max_yaw_deg:
+        reasons.append(f"yaw {yaw_deg:.0f} deg beyond {gates.max_yaw_deg:g}")
+    if abs(roll_deg) > gates.max_roll_deg:
+        reasons.append(f"roll {roll_deg:.0f} deg beyond {gates.max_roll_deg:g}")
+    return reasons
+
+
+def detector_gates_pass(face: Face, gates: QualitySettings) -> bool:
+    """The gates the detector's box and keypoints decide alone (size, pose): checked before paying for
+    alignment; the chip's gates (sharpness, brightness) follow in `FaceQuality.failures`."""
+    return not size_failures(face.box.width, gates) and not pose_failures(*head_pose(face), gates)
 
 
 def head_pose(face: Face) -> tuple[float, float]:

@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 import sqlite_utils
 
+from edge_agent.config import Settings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.watchlist import audit
 from edge_agent.watchlist.index import IndexDtype, TemplateIndex
@@ -137,6 +138,17 @@ class Watchlist:
         )
         watchlist._reconcile(found=index is not None)
         return watchlist
+
+    @classmethod
+    def for_settings(cls, settings: Settings, dimensions: int, path: Path | None = None) -> Watchlist:
+        """The configured watchlist (or the one at `path`) for the configured embedder network: its
+        templates are shared by every build of that network, so the index is keyed by the network."""
+        return cls.open(
+            path or settings.watchlist.path,
+            model_id=settings.embedder.model,
+            dimensions=dimensions,
+            index_dtype=settings.watchlist.index_dtype,
+        )
 
     def close(self) -> None:
         self.conn.close()
