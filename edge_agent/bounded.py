@@ -51,7 +51,8 @@ BUNDLE_COMMAND_JSON = JsonLimits(max_bytes=32 * MIB)
 # A bundle of 50,000 subjects with 5 templates of 128 float32 each is about 22 MiB of JSON.
 BUNDLE_JSON = JsonLimits(max_bytes=32 * MIB)
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string literal; one left open runs to the end (possessive, so no input can make the scan quadratic).
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
 _OPEN = np.zeros(256, np.int8)
 _OPEN[[ord("["), ord("{")]] = 1
 _OPEN[[ord("]"), ord("}")]] = -1
