@@ -15,6 +15,7 @@ from typing import Any
 
 from edge_agent.config import Settings, load_settings
 from edge_agent.errors import EdgeAgentError
+from edge_agent.watchlist.audit import Anchor
 from edge_agent.watchlist.records import NewSubject, NewTemplate, Subject, utc_text
 from edge_agent.watchlist.store import Watchlist
 
@@ -91,8 +92,19 @@ def add_watchlist_commands(commands: Any) -> None:
 
     audit = sub.add_parser("audit", help="the hash-chained audit log")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser("verify", help="check the chain; exit 1 at the first bad row")
+    verify = audit_sub.add_parser(
+        "verify", help="check the chain and the subject rows; exit 1 at the first bad row"
+    )
+    verify.add_argument(
+        "--against",
+        metavar="ANCHOR",
+        help="also require this published head: <row id>:<hash> from `audit head`, or @FILE holding it "
+        "(or the anchor's JSON); a cut tail or rewritten history fails",
+    )
     verify.set_defaults(handler=_cmd_audit_verify)
+    head = audit_sub.add_parser("head", help="the chain head to publish as an anchor: <row id>:<hash>")
+    head.add_argument("--json", action="store_true", help="the anchor payload (to sign and publish)")
+    head.set_defaults(handler=_cmd_audit_head)
 
     keygen = sub.add_parser("keygen", help="make an Ed25519 key for signing bundles")
     keygen.add_argument("path", type=Path)
@@ -290,12 +302,47 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     from edge_agent.watchlist import audit
 
+    published = None if args.against is None else _read_anchor(args.against)
     with open_watchlist(_settings(args)) as watchlist:
-        check = audit.verify(watchlist.conn)
+        if published is None:
+            check = audit.verify(watchlist.conn)
+        else:
+            check = audit.verify_against(watchlist.conn, published)
+        subjects = watchlist.conn.execute("SELECT count(*) FROM subjects").fetchone()[0]
     if not check.ok:
         print(f"edge-agent: audit chain broken: {check.reason}", file=sys.stderr)
         return EXIT_FAILURES
-    print(f"audit chain intact: {check.rows} row(s)")
+    held = "" if published is None else f", holds anchor {published.text}"
+    print(f"audit chain intact: {check.rows} row(s), {subjects} subject row(s) as recorded{held}")
+    return EXIT_OK
+
+
+def _read_anchor(value: str) -> Anchor:
+    """`--against`: the anchor itself, or @FILE holding it (text, payload JSON, signed envelope or a status
+    message carrying one)."""
+    from edge_agent.fleet.anchor import read_anchor
+
+    if not value.startswith("@"):
+        return read_anchor(value, "--against")
+    path = Path(value[1:])
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise EdgeAgentError(f"--against {path}: {why}") from None
+    return read_anchor(text, f"--against {path}")
+
+
+def _cmd_audit_head(args: argparse.Namespace) -> int:
+    from edge_agent.watchlist import audit
+
+    settings = _settings(args)
+    with open_watchlist(settings) as watchlist:
+        if args.json:
+            now = datetime.now(UTC)
+            print(json.dumps(audit.anchor_payload(watchlist.conn, device_id=settings.device_id, now=now)))
+        else:
+            print(audit.anchor(watchlist.conn).text)
     return EXIT_OK
 
 
@@ -327,10 +374,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _cmd_import(args: argparse.Namespace) -> int:
+    from edge_agent.watchlist.bundle import BUNDLE
     from edge_agent.watchlist.transfer import import_bundle
 
     settings = _settings(args)
     try:
+        size = args.bundle.stat().st_size
+        if size > BUNDLE.max_envelope:  # measured before it is read into memory
+            raise EdgeAgentError(
+                f"{args.bundle}: {size:,} bytes, over the bundle limit of {BUNDLE.max_envelope:,}"
+            )
         data = args.bundle.read_bytes()
     except OSError as exc:
         raise EdgeAgentError(f"{args.bundle}: {exc.strerror}") from None

@@ -162,10 +162,27 @@ def test_a_column_of_the_wrong_type_is_a_mismatch_not_a_crash(conn: sqlite3.Conn
     assert audit.verify(conn).reason == "row 2: hash does not match its contents"
 
 
-def test_a_truncated_tail_is_caught_only_against_a_published_head(conn: sqlite3.Connection) -> None:
-    add(conn, 4)
-    published = audit.head(conn)
+def test_a_truncated_tail_is_caught_only_against_a_published_anchor(conn: sqlite3.Connection) -> None:
+    rows = add(conn, 4)
+    published = audit.anchor(conn)
+    assert published == audit.Anchor(4, rows[3].hash, rows[3].at)
+    assert published.text == f"4:{rows[3].hash}" and audit.Anchor.parse(published.text).text == published.text
+    assert audit.verify_against(conn, published).ok
     drop_guards(conn)
     conn.execute("DELETE FROM audit WHERE id = 4")
     assert audit.verify(conn).ok  # a shorter chain is still a chain...
-    assert audit.head(conn) != published  # ...which is why a device anchors its head elsewhere
+    assert audit.head(conn) != published.hash  # ...which is why a device anchors its head elsewhere
+    cut = audit.verify_against(conn, published)
+    assert cut == audit.AuditCheck(
+        False, 3, 4, "the anchor's row 4 is missing: the chain ends at row 3, so rows were cut off its end"
+    )
+
+
+def test_a_subject_hash_covers_every_column_and_tags_what_is_not_text() -> None:
+    row = {name: f"value of {name}" for name in audit.SUBJECT_COLUMNS}
+    digest = audit.subject_sha256(row)
+    for name in audit.SUBJECT_COLUMNS:
+        assert audit.subject_sha256(row | {name: row[name] + " "}) != digest, name
+    assert audit.subject_sha256(row | {"expires_at": 5}) != audit.subject_sha256(row | {"expires_at": "5"})
+    assert audit.subject_sha256(row | {"reason": b"x"}) != audit.subject_sha256(row | {"reason": "78"})
+    assert audit.subject_sha256(row | {"unrelated": "x"}) == digest

@@ -212,14 +212,20 @@ def test_a_v1_watchlist_upgrades_in_place(
     with open_watchlist(tmp_path, clock) as upgraded:
         assert upgraded.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert upgraded.notices == []  # the index agreed with the (unchanged) templates
-        assert snapshot_v1(upgraded) == before
+        subjects, templates, rows = snapshot_v1(upgraded)
+        assert isinstance(rows, list)
+        assert (subjects, templates, rows[:-1]) == before  # nothing changed, one audit row added:
+        migration = audit.rows(upgraded.conn)[-1]  # the v4 upgrade records every subject's hash
+        assert (migration.action, migration.subject_id) == ("schema_migration", None)
+        assert migration.details["subject_sha256"] == audit.subject_digests(upgraded.conn)
+        assert len(audit.subject_digests(upgraded.conn)) == 2
         assert audit.verify(upgraded.conn).ok
         b_face = project_descriptors[lookalike.impostor]
         assert a.id in found(upgraded, b_face)
         upgraded.add_exclusion(a.id, "event-0", b_face, "reviewer-1", clock.now + timedelta(days=1))
         assert a.id not in found(upgraded, b_face) and len(found(upgraded, b_face)) == 1
         check = audit.verify(upgraded.conn)
-        assert check.ok and check.rows == 4
+        assert check.ok and check.rows == 5
     with open_watchlist(tmp_path, clock) as again:  # an upgraded file opens as it is
         assert [e.event_id for e in again.exclusions(a.id)] == ["event-0"]
 
@@ -249,7 +255,8 @@ def test_refused_exclusions_write_nothing(
             (gone.id, "event-2", b_face, "r", later, f"subject {gone.id} is removed"),
             (short.id, "event-2", b_face, "r", later, f"subject {short.id} is expired"),
             (a.id, "event-2", b_face[:64], "r", later, r"must have 128 values, got shape \(64,\)"),
-            (a.id, "event-2", b_face[None, :], "r", later, r"must have 128 values, got shape \(1, 128\)"),
+            (a.id, "event-2", b_face.reshape(2, 64), "r", later, r"must have 128 values, got shape \(2, 64\)"),
+            (a.id, "event-2", b_face[:0][None, :], "r", later, r"must have 128 values, got shape \(1, 0\)"),
             (a.id, "event-2", np.full(128, np.nan, np.float32), "r", later, "NaN or infinite"),
             (a.id, "event-1", b_face, "r", later, "event event-1 already has an exclusion"),
             (a.id, "event-2", b_face, "r", clock.now - timedelta(days=1), "is not in the future"),

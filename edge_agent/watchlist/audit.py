@@ -14,16 +14,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from edge_agent.errors import EdgeAgentError
+
 GENESIS_HASH = "0" * 64
 """The prev_hash of row 1."""
 
 _COLUMNS = "id, at, actor, action, subject_id, details, prev_hash, hash"
+
+SUBJECT_COLUMNS = (
+    "id",
+    "display_name",
+    "watchlist",
+    "reason",
+    "source",
+    "created_by",
+    "created_at",
+    "expires_at",
+    "status",
+)
+"""The subject columns whose content the chain records (all of them)."""
+
+SUBJECT_HASH_KEY = "subject_sha256"
+"""The details key: a hash (text) in a subject's own row, {subject id: hash} in a migration row."""
+
+SUBJECT_HASHES_SINCE = 4
+"""The watchlist schema version from which the chain records subject hashes; older files are not
+checked for them (a read-only look at a file no edge-agent of that version has opened yet)."""
+
+ANCHOR_SCHEMA = "edge-agent.audit-anchor/1"
+_ANCHOR_TEXT = re.compile(r"^([0-9]{1,18}):([0-9a-f]{64})$")
 
 
 @dataclass(frozen=True)
@@ -57,6 +83,51 @@ class AuditCheck:
     rows: int
     first_bad_id: int | None
     reason: str
+    subject_id: str | None = None
+    """The subject whose row no longer matches the chain, when that is what failed."""
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The chain head: the last row's id and hash (0 and GENESIS_HASH for an empty log), and its time.
+
+    Ids run 1, 2, 3, ... without gaps in a chain that verifies, so `row_id` is also the row count."""
+
+    row_id: int
+    hash: str
+    at: str | None = None
+
+    @property
+    def text(self) -> str:
+        """The canonical text form, `<row id>:<hash hex>`, that `parse` and `--against` read."""
+        return f"{self.row_id}:{self.hash}"
+
+    @classmethod
+    def parse(cls, text: str, what: str = "anchor") -> Anchor:
+        """`<row id>:<64 lowercase hex>`, or the JSON of `anchor_payload`; one-line error otherwise."""
+        stripped = text.strip()
+        if stripped.startswith("{"):
+            return cls._from_json(stripped, what)
+        match = _ANCHOR_TEXT.match(stripped)
+        if match is None:
+            shown = stripped if len(stripped) <= 80 else f"{stripped[:77]}..."
+            raise EdgeAgentError(f"{what}: {shown!r} is not an audit anchor (<row id>:<64 hex digits>)")
+        return cls(int(match.group(1)), match.group(2))
+
+    @classmethod
+    def _from_json(cls, text: str, what: str) -> Anchor:
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            raise EdgeAgentError(f"{what}: not JSON and not an audit anchor") from None
+        if not isinstance(payload, dict):
+            raise EdgeAgentError(f"{what}: the JSON is not an audit anchor object")
+        row_id, digest = payload.get("row_id"), payload.get("hash")
+        if isinstance(row_id, bool) or not isinstance(row_id, int) or not isinstance(digest, str):
+            raise EdgeAgentError(f"{what}: the JSON needs an integer row_id and a text hash")
+        parsed = cls.parse(f"{row_id}:{digest}", what)
+        at = payload.get("head_at")
+        return cls(parsed.row_id, parsed.hash, at if isinstance(at, str) else None)
 
 
 def canonical_json(value: object) -> str:
@@ -109,8 +180,10 @@ def append(
 
 
 def verify(conn: sqlite3.Connection) -> AuditCheck:
-    """Recomputes every hash in id order and checks the links and that ids run 1, 2, 3, ... without gaps."""
+    """Recomputes every hash in id order and checks the links and that ids run 1, 2, 3, ... without gaps;
+    then that every subject row still has the content the chain last recorded for it."""
     previous_hash, count = GENESIS_HASH, 0
+    recorded: dict[str, tuple[str, int]] = {}
     for expected_id, stored in enumerate(_raw_rows(conn), start=1):
         count += 1
         problem = _check_row(expected_id, stored, previous_hash)
@@ -118,8 +191,101 @@ def verify(conn: sqlite3.Connection) -> AuditCheck:
             bad_id, reason = problem
             return AuditCheck(ok=False, rows=count, first_bad_id=bad_id, reason=reason)
         previous_hash = str(stored[7])
+        _collect_subject_hashes(stored, recorded)
+    mismatch = _check_subjects(conn, recorded)
+    if mismatch is not None:
+        contradicted, subject_id, reason = mismatch
+        return AuditCheck(
+            ok=False, rows=count, first_bad_id=contradicted, reason=reason, subject_id=subject_id
+        )
     noun = "row" if count == 1 else "rows"
     return AuditCheck(ok=True, rows=count, first_bad_id=None, reason=f"{count} {noun}, hash chain intact")
+
+
+def verify_against(conn: sqlite3.Connection, published: Anchor) -> AuditCheck:
+    """`verify`, and that the chain still holds the published anchor's row with the anchor's hash: a
+    chain cut after that row, or rewritten up to it, fails."""
+    check = verify(conn)
+    if not check.ok:
+        return check
+    if published.row_id == 0:
+        if published.hash != GENESIS_HASH:
+            reason = "the anchor names row 0 with a hash other than the genesis hash"
+            return AuditCheck(False, check.rows, None, reason)
+        return check
+    stored = conn.execute("SELECT hash FROM audit WHERE id = ?", (published.row_id,)).fetchone()
+    if stored is None:
+        return AuditCheck(
+            ok=False,
+            rows=check.rows,
+            first_bad_id=check.rows + 1,
+            reason=(
+                f"the anchor's row {published.row_id} is missing: the chain ends at row {check.rows}, "
+                "so rows were cut off its end"
+            ),
+        )
+    if str(stored[0]) != published.hash:
+        return AuditCheck(
+            ok=False,
+            rows=check.rows,
+            first_bad_id=published.row_id,
+            reason=(
+                f"row {published.row_id}: hash differs from the anchor's, so the chain was rewritten "
+                f"up to row {published.row_id}"
+            ),
+        )
+    noun = "row" if check.rows == 1 else "rows"
+    return AuditCheck(
+        True, check.rows, None, f"{check.rows} {noun}, hash chain intact, holds anchor {published.text}"
+    )
+
+
+def anchor(conn: sqlite3.Connection) -> Anchor:
+    """The chain head, to publish where this device cannot rewrite it (see `anchor_payload`)."""
+    last = conn.execute("SELECT id, hash, at FROM audit ORDER BY id DESC LIMIT 1").fetchone()
+    if last is None:
+        return Anchor(0, GENESIS_HASH, None)
+    return Anchor(int(last[0]), str(last[1]), str(last[2]))
+
+
+def anchor_payload(conn: sqlite3.Connection, *, device_id: str, now: datetime) -> dict[str, object]:
+    """The anchor as a JSON-ready dict to sign and publish (retained): schema, device_id, row_id, hash,
+    anchor (the `<row id>:<hash>` text), head_at (the head row's time, None for an empty log) and at
+    (`now`, when the anchor was taken). `Anchor.parse` reads its JSON back for `verify --against`."""
+    head_row = anchor(conn)
+    return {
+        "schema": ANCHOR_SCHEMA,
+        "device_id": device_id,
+        "row_id": head_row.row_id,
+        "hash": head_row.hash,
+        "anchor": head_row.text,
+        "head_at": head_row.at,
+        "at": utc_text(now),
+    }
+
+
+def subject_sha256(values: Mapping[str, object]) -> str:
+    """SHA-256 (hex) of a subject row's canonical content: the SUBJECT_COLUMNS, each as stored. A column
+    that is not text (which no edge-agent write makes) is tagged with its type, so it cannot collide."""
+    content = {name: _plain(values.get(name)) for name in SUBJECT_COLUMNS}
+    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
+
+
+def subject_digest(conn: sqlite3.Connection, subject_id: str) -> str | None:
+    """The current hash of one subject row, or None when there is no such row."""
+    columns = ", ".join(SUBJECT_COLUMNS)
+    stored = conn.execute(f"SELECT {columns} FROM subjects WHERE id = ?", (subject_id,)).fetchone()
+    return None if stored is None else subject_sha256(dict(zip(SUBJECT_COLUMNS, stored, strict=True)))
+
+
+def subject_digests(conn: sqlite3.Connection) -> dict[str, str]:
+    """The current hash of every subject row, by subject id."""
+    columns = ", ".join(SUBJECT_COLUMNS)
+    found = {}
+    for stored in conn.execute(f"SELECT {columns} FROM subjects ORDER BY rowid"):
+        values = dict(zip(SUBJECT_COLUMNS, stored, strict=True))
+        found[str(values["id"])] = subject_sha256(values)
+    return found
 
 
 def rows(conn: sqlite3.Connection, subject_id: str | None = None, limit: int | None = None) -> list[AuditRow]:
@@ -139,9 +305,71 @@ def rows(conn: sqlite3.Connection, subject_id: str | None = None, limit: int | N
 
 
 def head(conn: sqlite3.Connection) -> str:
-    """The last row's hash (GENESIS_HASH for an empty log): publish it to anchor the log elsewhere."""
-    last = conn.execute("SELECT hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
-    return GENESIS_HASH if last is None else str(last[0])
+    """The last row's hash (GENESIS_HASH for an empty log); `anchor` adds its row id, to publish."""
+    return anchor(conn).hash
+
+
+def _plain(value: object) -> object:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return {"sqlite_type": "blob", "hex": value.hex()}
+    return {"sqlite_type": type(value).__name__, "repr": repr(value)}
+
+
+def _collect_subject_hashes(stored: tuple[object, ...], recorded: dict[str, tuple[str, int]]) -> None:
+    """Notes the subject hashes one verified row records: (hash, row id), later rows overriding."""
+    details_json = stored[5]
+    if not isinstance(details_json, str) or f'"{SUBJECT_HASH_KEY}"' not in details_json:
+        return
+    try:
+        details = json.loads(details_json)
+    except ValueError:
+        return
+    if not isinstance(details, dict):
+        return
+    row_id, subject_id, value = int(str(stored[0])), stored[4], details.get(SUBJECT_HASH_KEY)
+    if isinstance(subject_id, str) and isinstance(value, str):
+        recorded[subject_id] = (value, row_id)
+    elif subject_id is None and isinstance(value, dict):
+        for listed, digest in value.items():
+            if isinstance(digest, str):
+                recorded[str(listed)] = (digest, row_id)
+
+
+def _check_subjects(
+    conn: sqlite3.Connection, recorded: dict[str, tuple[str, int]]
+) -> tuple[int | None, str, str] | None:
+    """The first subject (by the audit row it contradicts) whose row differs from the chain's record,
+    as (audit row id or None, subject id, one-line reason), or None."""
+    problems: list[tuple[int, str, int | None, str]] = []
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if int(version) < SUBJECT_HASHES_SINCE:
+        return None
+    current = subject_digests(conn)
+    for subject_id, digest in current.items():
+        if subject_id not in recorded:
+            reason = f"subject {subject_id} was added outside edge-agent: no audit row records it"
+            problems.append((0, subject_id, None, reason))
+            continue
+        expected, row_id = recorded[subject_id]
+        if digest != expected:
+            reason = (
+                f"subject {subject_id} was edited outside edge-agent: its row no longer matches "
+                f"audit row {row_id}"
+            )
+            problems.append((row_id, subject_id, row_id, reason))
+    for subject_id, (_, row_id) in recorded.items():
+        if subject_id not in current:
+            reason = (
+                f"subject {subject_id} was deleted outside edge-agent: audit row {row_id} records it, "
+                "the subjects table has no such row"
+            )
+            problems.append((row_id, subject_id, row_id, reason))
+    if not problems:
+        return None
+    _, subject_id, bad_id, reason = min(problems, key=lambda problem: (problem[0], problem[1]))
+    return bad_id, subject_id, reason
 
 
 def _raw_rows(conn: sqlite3.Connection) -> Iterator[tuple[object, ...]]:

@@ -7,15 +7,31 @@ its rows are chained by hash (`edge_agent.watchlist.audit`). Times are UTC ISO-8
 (`2026-11-23T12:00:00+00:00`), so they sort and compare as text.
 
 Versions: 1 subjects, templates, audit; 2 adds `exclusions`, a reviewer's `false_match` verdict kept as the
-wrongly matched face's embedding (float32 little-endian), so that face no longer matches that subject.
+wrongly matched face's embedding (float32 little-endian), so that face no longer matches that subject;
+3 adds the fleet command tables (nonces, keys, settings).
+
+4 puts subject rows in the audit chain and adds the tables of refused fleet commands:
+- from now on every audit row that creates or changes a subject carries `subject_sha256`, the hash of the
+  subject row's canonical content (`audit.subject_sha256`), and `audit.verify` compares every subject
+  row with the latest hash the chain recorded for it;
+- migrating an existing database records the current hash of every subject it holds in ONE audit row
+  (action `schema_migration`, actor `edge-agent:migration`, subject_id NULL, details
+  `{"schema_version": 4, "subject_sha256": {subject id: hash}}`), so edits made after the upgrade are
+  caught; an edit made before the upgrade cannot be told from the truth and is recorded as it stands.
+  A database without subjects gets no such row;
+- `command_refusals` (one row per refused command: when, the refusal reason code, the envelope's
+  SHA-256, and the one-line why) and `command_refusal_counts` (per UTC day and reason), written by
+  `edge_agent.watchlist.fleet_state`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from datetime import UTC, datetime
 
 from edge_agent.sqlite_schema import migrate as migrate_file
 from edge_agent.sqlite_schema import statements
+from edge_agent.watchlist import audit
 
 _V1 = (
     """CREATE TABLE subjects (
@@ -94,8 +110,42 @@ _V3 = (
 )
 
 
-MIGRATIONS = (statements(*_V1), statements(*_V2), statements(*_V3))
+_V4_TABLES = (
+    """CREATE TABLE command_refusals (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        at TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        envelope_sha256 TEXT NOT NULL,
+        why TEXT NOT NULL
+    )""",
+    "CREATE INDEX command_refusals_at ON command_refusals (at)",
+    """CREATE TABLE command_refusal_counts (
+        day TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        count INTEGER NOT NULL,
+        PRIMARY KEY (day, reason)
+    )""",
+)
+
+
+def _v4(conn: sqlite3.Connection) -> None:
+    """The refusal tables, and one audit row recording the hash of every subject already there."""
+    statements(*_V4_TABLES)(conn)
+    digests = audit.subject_digests(conn)
+    if digests:
+        audit.append(
+            conn,
+            actor="edge-agent:migration",
+            action="schema_migration",
+            subject_id=None,
+            details={"schema_version": 4, audit.SUBJECT_HASH_KEY: digests},
+            at=datetime.now(UTC),
+        )
+
+
+MIGRATIONS = (statements(*_V1), statements(*_V2), statements(*_V3), _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
+assert audit.SUBJECT_HASHES_SINCE == 4 <= SCHEMA_VERSION
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:
