@@ -67,7 +67,9 @@ eval: $(VENV)/.dev-installed
 calibrate: $(VENV)/.dev-installed
 	$(BIN)/python tools/calibrate.py
 
-# Rebuild the embedder from dlib's model (needs apt-get install g++ libdlib-dev); models-check compares
+# Rebuild the embedder from dlib's model (needs apt-get install g++ libdlib-dev); models-check rebuilds and
+# compares byte for byte (the `tools` extra pins the versions that built the shipped files) and names any
+# tool version that differs from the manifest's built_with
 TOOLS_VENV ?= .venv-tools
 $(TOOLS_VENV)/.tools-installed: pyproject.toml
 	$(PYTHON) -m venv $(TOOLS_VENV)

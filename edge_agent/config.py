@@ -133,10 +133,18 @@ class QualitySettings(Section):
 
     min_face_px: int = Field(40, ge=1, le=4096, description="Minimum face box width in source pixels.")
     min_sharpness: float = Field(
-        0.0,
+        2.0,
         ge=0.0,
-        description="Minimum variance of the Laplacian of the aligned grey chip (0 = gate off until the "
-        "live pipeline's blur threshold is measured on camera footage).",
+        description="Minimum variance of the Laplacian of the aligned grey chip (0 = gate off). The default "
+        "is the 1% quantile of 287 real faces in the shared photos and clips (tools/measure_gates.py).",
+    )
+    edge_margin: float = Field(
+        0.02,
+        ge=0.0,
+        le=1.0,
+        description="A face whose box comes nearer a frame edge than this fraction of its width (height) "
+        "is refused as truncated, as is one with an eye, the nose or the mouth outside the frame (the "
+        "detector clamps boxes to the frame: a face cut off at the edge has a box touching it).",
     )
     max_yaw_deg: float = Field(45.0, gt=0.0, le=90.0, description="Largest estimated head turn (degrees).")
     max_roll_deg: float = Field(45.0, gt=0.0, le=180.0, description="Largest in-plane head tilt (degrees).")

@@ -32,6 +32,7 @@ class Decision(Generic[T]):
     frames_seen: int  # embeddings in the window (<= n)
     best: Candidate  # the agreeing candidate with the smallest distance
     best_item: T  # what the caller attached to that candidate (the described face)
+    agreeing_items: tuple[T, ...] = ()  # what the caller attached to every agreeing candidate, oldest first
 
 
 class TemporalVote(Generic[T]):
@@ -84,6 +85,7 @@ class TemporalVote(Generic[T]):
             frames_seen=len(window),
             best=best,
             best_item=best_item,
+            agreeing_items=tuple(item for _, item in agreeing),
         )
 
     def settled(self, track_id: int) -> bool:

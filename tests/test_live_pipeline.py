@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from pathlib import Path
 
@@ -48,6 +49,10 @@ def test_the_performer_is_one_track_across_the_scene(tmp_path: Path, catalog: Mo
     lin_tracks = {a.track_id for a in recorder.answers if a.subject_id == lin and a.distance < threshold}
     assert len(lin_tracks) == 1, recorder.answers  # every embedding close to him is in one track
     assert [(e.subject_id, e.track_id) for e in events] == [(lin, lin_tracks.pop())]
+    # the event names the model files it came from by their hash on disk
+    for role, model in (("detector", faces.detector.model), ("embedder", faces.embedder.model)):
+        on_disk = hashlib.sha256(catalog.path_of(model).read_bytes()).hexdigest()
+        assert getattr(events[0].models, f"{role}_sha256") == on_disk
     # embedding is selective: far fewer embeddings than faces seen
     assert pipeline.counters.embeddings < pipeline.counters.faces_seen / 4
     print(

@@ -36,8 +36,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -77,11 +79,58 @@ RECIPES = {
     "float32 input and output; calibrated on dlib's own 150x150 chips of {calibration}",
 }
 LANDMARKS_FILE = "dlib_shape_predictor_5.npz"
+# What the bytes of a build depend on: the converter, the numpy that folds the weights, dlib (the
+# calibration chips of int8) and its model package, and Debian's libdlib-dev (the net_to_xml dump).
+# The shipped files were built, and are reproduced byte for byte, with the versions pinned in the
+# `tools` extra (pyproject.toml); the manifest records them per file as `built_with`.
+BUILD_PACKAGES = ("tensorflow", "numpy", "dlib-bin", "face_recognition_models")
 ALIGNMENT_FILE = "alignment.json"
 
 
 def model_file_name(precision: str) -> str:
     return "dlib_resnet_v1.tflite" if precision == "float32" else f"dlib_resnet_v1_{precision}.tflite"
+
+
+def tool_versions() -> dict[str, str]:
+    """The installed versions of `BUILD_PACKAGES` (tensorflow under whichever distribution installed it)
+    and of Debian's libdlib-dev, or "missing"."""
+    found = {}
+    for package in BUILD_PACKAGES:
+        candidates = ("tensorflow-cpu", "tensorflow") if package == "tensorflow" else (package,)
+        found[package] = "missing"
+        for name in candidates:
+            try:
+                found[package] = version(name)
+                break
+            except PackageNotFoundError:
+                continue
+    dpkg = shutil.which("dpkg-query")
+    if dpkg is not None:
+        result = subprocess.run(
+            [dpkg, "-W", "-f=${Version}", "libdlib-dev"], capture_output=True, text=True, check=False
+        )
+        found["libdlib-dev"] = result.stdout.strip() if result.returncode == 0 else "missing"
+    return found
+
+
+def recorded_versions(manifest: Path) -> dict[str, dict[str, str]]:
+    """`built_with` of each embedder file in the manifest, by file name."""
+    data = tomllib.loads(manifest.read_text(encoding="utf-8"))
+    return {
+        entry["file"]: dict(entry.get("built_with", {}))
+        for entry in data.get("files", [])
+        if entry.get("embedder") is not None
+    }
+
+
+def version_differences(recorded: dict[str, str], installed: dict[str, str]) -> list[str]:
+    """One line per tool whose installed version is not the one that built the shipped file."""
+    return [
+        f"{package}: the shipped file was built with {want}, this environment has "
+        f"{installed.get(package, 'missing')}"
+        for package, want in recorded.items()
+        if installed.get(package) != want
+    ]
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -282,6 +331,7 @@ def write_manifest_block(
                         "path": f"{dat_origin} (sha256 {report['source']['sha256'][:16]}...)",
                     },
                     "recipe": recipe,
+                    "built_with": report["built_with"],
                 }
             )
         )
@@ -376,6 +426,9 @@ def build_all(
 ) -> int:
     """Converts, measures and writes every requested build; returns the exit status."""
     calibration, holdout, parity = sets
+    installed = tool_versions()
+    recorded = recorded_versions(args.out / "manifest.toml") if args.check else {}
+    print("build tools:", ", ".join(f"{k} {v}" for k, v in installed.items()), flush=True)
     parity_ref = reference.descriptors(parity.chips)
     holdout_ref = reference.descriptors(holdout.chips)
     report: dict[str, Any] = {
@@ -383,6 +436,7 @@ def build_all(
         "calibration_photos": calibration.names,
         "holdout_photos": len(holdout.names),
         "parity_photos": parity.names,
+        "built_with": installed,
         "builds": {},
     }
     mismatched = []
@@ -404,6 +458,11 @@ def build_all(
             shipped = args.out / name
             same = shipped.is_file() and shipped.read_bytes() == content
             print(f"{name}: {'identical to' if same else 'DIFFERS from'} {shipped}")
+            differences = version_differences(recorded.get(name, {}), installed)
+            if name not in recorded or not recorded[name]:
+                print(f"  the manifest records no build tool versions for {name}")
+            for line in differences:
+                print(f"  {line}")
             if not same:
                 mismatched.append(name)
     landmarks = convert_landmarks(out_dir)

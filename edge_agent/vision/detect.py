@@ -69,7 +69,7 @@ class FaceDetector:
     ) -> FaceDetector:
         catalog = catalog or ModelCatalog.load()
         spec, model = catalog.detector(settings.model, settings.precision)
-        interpreter = load_interpreter(catalog.path_of(model), runtime.threads, runtime.backend)
+        interpreter = load_interpreter(catalog.verified_path(model), runtime.threads, runtime.backend)
         return cls(spec, model, interpreter, settings)
 
     @property

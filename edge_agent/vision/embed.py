@@ -69,7 +69,7 @@ class FaceEmbedder:
         spec = catalog.manifest.embedders[model.embedder]
         calibration = None if target_fmr is None else catalog.calibration_for(model)
         point = None if calibration is None or target_fmr is None else calibration.for_target(target_fmr)
-        interpreter = load_interpreter(catalog.path_of(model), runtime.threads, runtime.backend)
+        interpreter = load_interpreter(catalog.verified_path(model), runtime.threads, runtime.backend)
         return cls(spec, model, interpreter, point, calibration)
 
     @property

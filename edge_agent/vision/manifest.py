@@ -140,6 +140,11 @@ class ModelFile(_Strict):
     bytes: int = Field(gt=0)
     origin: Origin
     recipe: str = Field("", description="How the file was made from its origin, if it was.")
+    built_with: dict[str, str] = Field(
+        default_factory=dict,
+        description="Versions of the tools that built the file (package -> version), for a byte-for-byte "
+        "rebuild (tools/build_models.py --check compares them).",
+    )
 
     @model_validator(mode="after")
     def _one_role(self) -> ModelFile:
@@ -287,6 +292,17 @@ class ModelCatalog:
 
     def path_of(self, entry: ModelFile) -> Path:
         return self.root / entry.file
+
+    def verified_path(self, entry: ModelFile) -> Path:
+        """The file of `entry` after checking its sha256 against the manifest: what the agent loads is
+        what its events name (`Models.detector_sha256` / `embedder_sha256`)."""
+        path = self.path_of(entry)
+        if not path.is_file():
+            raise ModelError(f"model file not found: {path}")
+        actual = sha256_of(path)
+        if actual != entry.sha256:
+            raise ModelError(f"{path}: sha256 {actual} does not match the manifest ({entry.sha256})")
+        return path
 
     def verify(self) -> list[str]:
         """Problems with the files on disk (missing, wrong hash); empty when all is well."""

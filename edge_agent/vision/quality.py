@@ -13,12 +13,17 @@ only ranks faces of one track to pick the best shot.
   nose is nearer the subject's left ear (the ear on the image's right side for a frontal face).
 - `roll_deg`: in-plane tilt of the eye line (alignment undoes it; large values often mean a bad detection).
 - `brightness`: mean grey level (0..255) of the central half of the chip, where the face is.
+
+Besides these, a face cut off at the frame edge is refused (`truncation_failures`): the dlib chip and
+landmarks of a half-visible face describe a different face. Each refusal carries a short reason code
+(`REASONS`) that the live pipeline counts (aggregate only) and a human-readable detail.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Final, NamedTuple
 
 import cv2
 import numpy as np
@@ -29,6 +34,19 @@ from edge_agent.types import Face
 
 SHARPNESS_GOOD = 100.0  # Laplacian variance at which sharpness counts as fully good in `score`
 SIZE_GOOD_PX = 80.0  # box width at which size counts as fully good in `score`
+
+# Gate reason codes, in the order the live pipeline checks them: the detector's box and keypoints decide
+# the first three before any alignment is paid for, the aligned chip the last two.
+REASONS: Final = ("size", "truncated", "pose", "blur", "brightness")
+# The keypoints alignment needs (dlib's 5-point rectangle and the keypoint template both start from them).
+ALIGNMENT_KEYPOINTS: Final = ("right_eye", "left_eye", "nose_tip", "mouth_center")
+
+
+class Rejection(NamedTuple):
+    """Why a gate refused a face: `reason` is one of `REASONS`, `detail` says by how much."""
+
+    reason: str
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,15 +73,23 @@ class FaceQuality:
 
     def failures(self, gates: QualitySettings) -> list[str]:
         """The gates this face fails, as short reasons; empty when it may be searched."""
-        reasons = size_failures(self.face_px, gates)
+        return [rejection.detail for rejection in self.rejections(gates)]
+
+    def rejections(self, gates: QualitySettings) -> list[Rejection]:
+        """The gates this face's measurements fail (size, pose, blur, brightness), in `REASONS` order.
+        Truncation needs the frame, so it is `truncation_failures`' job."""
+        found = size_failures(self.face_px, gates) + pose_failures(self.yaw_deg, self.roll_deg, gates)
         if self.sharpness < gates.min_sharpness:
-            reasons.append(f"sharpness {self.sharpness:.1f} < {gates.min_sharpness:g}")
-        reasons += pose_failures(self.yaw_deg, self.roll_deg, gates)
+            found.append(Rejection("blur", f"sharpness {self.sharpness:.1f} < {gates.min_sharpness:g}"))
         if not gates.min_brightness <= self.brightness <= gates.max_brightness:
-            reasons.append(
-                f"brightness {self.brightness:.0f} outside {gates.min_brightness:g}..{gates.max_brightness:g}"
+            found.append(
+                Rejection(
+                    "brightness",
+                    f"brightness {self.brightness:.0f} outside {gates.min_brightness:g}.."
+                    f"{gates.max_brightness:g}",
+                )
             )
-        return reasons
+        return found
 
     def as_dict(self) -> dict[str, float]:
         values = {key: round(value, 2) for key, value in asdict(self).items()}
@@ -71,25 +97,63 @@ class FaceQuality:
         return values
 
 
-def size_failures(face_px: float, gates: QualitySettings) -> list[str]:
+def size_failures(face_px: float, gates: QualitySettings) -> list[Rejection]:
     if face_px < gates.min_face_px:
-        return [f"face {face_px:.0f} px < {gates.min_face_px} px"]
+        return [Rejection("size", f"face {face_px:.0f} px < {gates.min_face_px} px")]
     return []
 
 
-def pose_failures(yaw_deg: float, roll_deg: float, gates: QualitySettings) -> list[str]:
+def pose_failures(yaw_deg: float, roll_deg: float, gates: QualitySettings) -> list[Rejection]:
     reasons = []
     if abs(yaw_deg) > gates.max_yaw_deg:
-        reasons.append(f"yaw {yaw_deg:.0f} deg beyond {gates.max_yaw_deg:g}")
+        reasons.append(Rejection("pose", f"yaw {yaw_deg:.0f} deg beyond {gates.max_yaw_deg:g}"))
     if abs(roll_deg) > gates.max_roll_deg:
-        reasons.append(f"roll {roll_deg:.0f} deg beyond {gates.max_roll_deg:g}")
+        reasons.append(Rejection("pose", f"roll {roll_deg:.0f} deg beyond {gates.max_roll_deg:g}"))
     return reasons
 
 
-def detector_gates_pass(face: Face, gates: QualitySettings) -> bool:
-    """The gates the detector's box and keypoints decide alone (size, pose): checked before paying for
-    alignment; the chip's gates (sharpness, brightness) follow in `FaceQuality.failures`."""
-    return not size_failures(face.box.width, gates) and not pose_failures(*head_pose(face), gates)
+def edge_gap(face: Face, frame_size: tuple[int, int]) -> float:
+    """How far inside the frame the detector's box stays: its smallest distance to a frame edge, as a
+    fraction of its width (left, right) or height (top, bottom). The detector clamps boxes to the frame,
+    so a face that reaches past an edge has a gap of 0 on that side."""
+    width, height = frame_size
+    box = face.box
+    across = min(box.x0, width - box.x1) / max(box.width, 1e-6)
+    down = min(box.y0, height - box.y1) / max(box.height, 1e-6)
+    return min(across, down)
+
+
+def truncation_failures(face: Face, frame_size: tuple[int, int], gates: QualitySettings) -> list[Rejection]:
+    """A face cut off at the frame edge: a keypoint that alignment needs lies outside the frame, or the
+    box comes nearer an edge than `gates.edge_margin` (a box that reached past it was clamped onto it)."""
+    width, height = frame_size
+    outside = [
+        name
+        for name in ALIGNMENT_KEYPOINTS
+        if not (0.0 <= face.keypoint(name)[0] < width and 0.0 <= face.keypoint(name)[1] < height)
+    ]
+    if outside:
+        return [Rejection("truncated", f"{', '.join(outside)} outside the frame")]
+    gap = edge_gap(face, frame_size)
+    if gap < gates.edge_margin:
+        return [Rejection("truncated", f"box {gap:.0%} from the frame edge < {gates.edge_margin:.0%}")]
+    return []
+
+
+def detector_gate_failures(
+    face: Face, frame_size: tuple[int, int], gates: QualitySettings
+) -> list[Rejection]:
+    """The gates the detector's box and keypoints decide alone (size, truncation, pose): checked before
+    paying for alignment; the chip's gates (blur, brightness) follow in `FaceQuality.rejections`."""
+    return (
+        size_failures(face.box.width, gates)
+        + truncation_failures(face, frame_size, gates)
+        + pose_failures(*head_pose(face), gates)
+    )
+
+
+def detector_gates_pass(face: Face, frame_size: tuple[int, int], gates: QualitySettings) -> bool:
+    return not detector_gate_failures(face, frame_size, gates)
 
 
 def head_pose(face: Face) -> tuple[float, float]:
