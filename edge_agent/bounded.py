@@ -45,11 +45,21 @@ class JsonLimits:
     max_depth: int = MAX_JSON_DEPTH
 
 
-# A fleet command other than apply_bundle is a few hundred bytes; apply_bundle carries a whole bundle.
-COMMAND_JSON = JsonLimits(max_bytes=64 * KIB)
-BUNDLE_COMMAND_JSON = JsonLimits(max_bytes=32 * MIB)
-# A bundle of 50,000 subjects with 5 templates of 128 float32 each is about 22 MiB of JSON.
-BUNDLE_JSON = JsonLimits(max_bytes=32 * MIB)
+ENVELOPE_OVERHEAD = 4 * KIB  # a signed envelope's fields besides its payload (format, signer, signature)
+
+# A bundle subject with one 128-d template is about 700 bytes of JSON: 16 MiB holds over 20,000 of them.
+MAX_BUNDLE_PAYLOAD = 16 * MIB
+# A fleet command other than apply_bundle is a few hundred bytes; apply_bundle carries a signed bundle.
+MAX_COMMAND_PAYLOAD = 64 * KIB
+
+
+def base64_length(size: int) -> int:
+    """Characters of the base64 text of `size` bytes."""
+    return 4 * ((size + 2) // 3)
+
+
+MAX_BUNDLE_ENVELOPE = base64_length(MAX_BUNDLE_PAYLOAD) + ENVELOPE_OVERHEAD
+MAX_BUNDLE_COMMAND_PAYLOAD = base64_length(MAX_BUNDLE_ENVELOPE) + ENVELOPE_OVERHEAD
 
 # A string literal; one left open runs to the end (possessive, so no input can make the scan quadratic).
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*+(?:"|\\?\Z)', re.DOTALL)
@@ -73,7 +83,7 @@ def json_depth(data: bytes) -> int:
     return int(np.cumsum(steps, dtype=np.int64).max(initial=0))
 
 
-def _refuse_constant(name: str) -> object:
+def refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -84,16 +94,35 @@ def load_json(data: bytes, limits: JsonLimits, what: str) -> Any:
     if depth > limits.max_depth:
         raise InputRefusedError(f"{what} nests {depth} levels deep, over the limit of {limits.max_depth}")
     try:
-        return json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+        return json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
     except (ValueError, RecursionError):
         raise InputRefusedError(f"{what} is not UTF-8 JSON") from None
 
 
 def b64decode(text: str, max_bytes: int, what: str) -> bytes:
     """Strict base64 of at most `max_bytes` decoded bytes (the length is checked before decoding)."""
-    if len(text) > 4 * ((max_bytes + 2) // 3):
+    if len(text) > base64_length(max_bytes):
         raise InputRefusedError(f"{what} decodes to over {max_bytes:,} bytes, the limit")
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise InputRefusedError(f"{what} is not base64") from None
+
+
+# ---- images ---------------------------------------------------------------------------------------------
+
+# The largest real camera still is about 50 MP (full-frame and phone sensors of 2024: 8192x5464 = 44.8 MP,
+# 8160x6120 = 49.9 MP); an 8K video frame is 33 MP. Decoded to RGB, 50 MP is 150 MB, which a Pi can hold.
+# A picture's size is checked from its header before any pixel is decoded: a 109 kB PNG can claim
+# 30000x30000 and decode to 2.7 GB (5.4 GB peak with the colour conversion).
+MAX_IMAGE_PIXELS = 50_000_000
+
+
+def check_pixels(width: int, height: int, what: str, limit: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse a picture or video frame of more than `limit` pixels (or with no size at all)."""
+    if width <= 0 or height <= 0:
+        raise InputRefusedError(f"{what} has no size ({width}x{height})")
+    if width * height > limit:
+        raise InputRefusedError(
+            f"{what} is {width}x{height} = {width * height:,} pixels, over the limit of {limit:,} pixels"
+        )

@@ -6,13 +6,14 @@ bundles, fleet commands). A UTF-8 JSON object::
 
 The signature covers the exact payload bytes, so nothing is re-serialised to check it, and `unseal`
 checks it before anything inside the payload is read: an untrusted or altered envelope is refused without
-its contents ever being parsed. Every refusal is one line (`error` of the caller's kind) saying why.
+its contents ever being parsed. The outer JSON is read within the bounds of `edge_agent.bounded` (size
+first, then nesting depth), and the payload's base64 within the kind's payload limit. Every refusal is one
+line (`error` of the caller's kind) saying why.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import errno
 import json
@@ -32,7 +33,11 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from edge_agent import bounded
+from edge_agent.bounded import InputRefusedError, refuse_constant
 from edge_agent.errors import EdgeAgentError
+
+__all__ = ["refuse_constant"]  # re-exported for the payload parsers
 
 SIGNATURE_BYTES = 64
 PUBLIC_KEY_BYTES = 32
@@ -48,14 +53,16 @@ class Kind:
     name: str  # in "not a <name>"
     short: str  # in "<short> is unsigned"
     error: type[EdgeAgentError]
+    max_payload: int  # bytes of payload (after base64) this kind may carry
+
+    @property
+    def max_envelope(self) -> int:
+        """The largest envelope that can hold `max_payload`: base64 of it plus the fixed fields."""
+        return bounded.base64_length(self.max_payload) + bounded.ENVELOPE_OVERHEAD
 
 
 def canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def refuse_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
 
 
 def short(text: str, keep: int = 80) -> str:
@@ -185,9 +192,9 @@ def open_envelope(kind: Kind, data: bytes) -> tuple[bytes, str, str]:
     """(payload bytes, signer hex, signature hex) from the outer JSON, before any signature check."""
     error = kind.error
     try:
-        envelope = json.loads(data.decode("utf-8"), parse_constant=refuse_constant)
-    except ValueError:
-        raise error(f"not a {kind.name}: not UTF-8 JSON") from None
+        envelope = bounded.load_json(data, bounded.JsonLimits(kind.max_envelope), "envelope")
+    except InputRefusedError as exc:
+        raise error(f"not a {kind.name}: {exc}") from None
     if not isinstance(envelope, dict) or envelope.get("format") != kind.format:
         raise error(f"not a {kind.name}: format is not {kind.format!r}")
     version = envelope.get("version")
@@ -205,9 +212,9 @@ def open_envelope(kind: Kind, data: bytes) -> tuple[bytes, str, str]:
     if signer is None:
         raise error(f"{kind.short} is unsigned: it names no signer key")
     try:
-        payload = base64.b64decode(payload_text, validate=True)
-    except (binascii.Error, ValueError):
-        raise error(f"not a {kind.name}: payload is not base64") from None
+        payload = bounded.b64decode(payload_text, kind.max_payload, "payload")
+    except InputRefusedError as exc:
+        raise error(f"not a {kind.name}: {exc}") from None
     return payload, signer, str(envelope["signature"])
 
 

@@ -16,3 +16,10 @@ def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.
         env=env,
         check=False,
     )
+
+
+def one_error(stderr: str) -> str:
+    """The one `edge-agent:` error line of a failed command (and no traceback)."""
+    lines = [line for line in stderr.splitlines() if line.startswith("edge-agent:")]
+    assert len(lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[0]

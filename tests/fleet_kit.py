@@ -24,13 +24,14 @@ from edge_agent.events.mqtt import Publisher
 from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import StatusMessage
 from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
+from edge_agent.fleet.inbox import Received
 from edge_agent.watchlist import audit
 from edge_agent.watchlist.store import Watchlist
 from tests.broker import Broker
 
 T = TypeVar("T")
 THRESHOLD = 0.47  # what set_target_fmr answers: no model is loaded here
-Work = bytes | Callable[[Watchlist], None] | None  # a command, a look at the watchlist, or stop
+Work = Received | Callable[[Watchlist], None] | None  # a command, a look at the watchlist, or stop
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class SimDevice:
                 device_id=device_id, state="online", at=datetime.now(UTC), agent_version="sim"
             ),
             offline=StatusMessage(device_id=device_id, state="offline", agent_version="sim"),
-            on_command=lambda _topic, payload: self._work.put(payload),
+            on_command=lambda topic, payload: self._work.put(Received(topic, payload)),
         )
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"device-{device_id}", daemon=True)
@@ -94,7 +95,7 @@ class SimDevice:
                 work = self._work.get()
                 if work is None:
                     return
-                if isinstance(work, bytes):
+                if isinstance(work, Received):
                     answer(commands, work, self.publisher)
                 else:
                     work(watchlist)

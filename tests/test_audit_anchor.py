@@ -24,7 +24,7 @@ from edge_agent.watchlist import audit
 from edge_agent.watchlist.records import NewTemplate
 from edge_agent.watchlist.schema import MIGRATIONS, SCHEMA_VERSION
 from edge_agent.watchlist.store import Watchlist
-from tests.clihelp import run_cli
+from tests.clihelp import one_error, run_cli
 from tests.watchlist_kit import MODEL, Clock, new_subject
 
 Descriptors = dict[Path, npt.NDArray[np.float32]]
@@ -84,12 +84,6 @@ def clock() -> Clock:
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return os.environ | {"EDGE_AGENT_WATCHLIST__PATH": str(tmp_path / "wl.db")}
-
-
-def one_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("edge-agent:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 @pytest.mark.parametrize("column", sorted(EDITS))

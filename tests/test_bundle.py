@@ -283,7 +283,7 @@ def test_write_refuses_what_read_would_refuse(bundle: Bundle, key: Ed25519Privat
 
 def test_not_a_bundle(bundle: Bundle, key: Ed25519PrivateKey, read: Callable[[bytes], Bundle]) -> None:
     good = envelope_of(write_bundle(bundle, key))
-    assert refusal(lambda: read(b"\x89PNG\r\n\x1a\n")) == "not a watchlist bundle: not UTF-8 JSON"
+    assert refusal(lambda: read(b"\x89PNG\r\n\x1a\n")) == "not a watchlist bundle: envelope is not UTF-8 JSON"
     assert refusal(lambda: read(b"[1, 2]")) == (
         "not a watchlist bundle: format is not 'edge-agent-watchlist-bundle'"
     )
@@ -360,7 +360,7 @@ def test_the_signature_is_checked_before_the_payload_is_parsed(
     assert (
         refusal(lambda: read(junk)) == "bundle signature does not verify: the bundle was altered or damaged"
     )
-    assert refusal(lambda: read(signed(b"{not json", key))) == "bundle payload is not valid JSON"
+    assert refusal(lambda: read(signed(b"{not json", key))) == "bundle payload is not UTF-8 JSON"
 
 
 def test_malformed_signature(bundle: Bundle, key: Ed25519PrivateKey, read: Callable[[bytes], Bundle]) -> None:

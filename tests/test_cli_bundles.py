@@ -7,13 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from tests.clihelp import run_cli
-
-
-def one_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("edge-agent:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
+from tests.clihelp import one_error, run_cli
 
 
 def device(tmp_path: Path, name: str, **settings: str) -> dict[str, str]:

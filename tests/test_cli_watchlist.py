@@ -9,18 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.clihelp import run_cli
+from tests.clihelp import one_error, run_cli
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return os.environ | {"EDGE_AGENT_WATCHLIST__PATH": str(tmp_path / "wl.db")}
-
-
-def one_error(stderr: str) -> str:
-    lines = [line for line in stderr.splitlines() if line.startswith("edge-agent:")]
-    assert len(lines) == 1 and "Traceback" not in stderr, stderr
-    return lines[0]
 
 
 def enrol(env: dict[str, str], name: str, *photos: Path, extra: tuple[str, ...] = ()) -> str:

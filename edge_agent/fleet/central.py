@@ -29,12 +29,14 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
+from edge_agent import bounded
+from edge_agent.bounded import InputRefusedError
 from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import configure_client
 from edge_agent.events.schema import CommandResultMessage
 from edge_agent.fleet.command import ALL_DEVICES, COMMAND, COMMANDS
-from edge_agent.signed import open_envelope, refuse_constant, short
+from edge_agent.signed import open_envelope, short
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -52,9 +54,9 @@ def read_envelope(data: bytes) -> Envelope:
     """The command, target and nonce of a signed command envelope; one-line EdgeAgentError otherwise."""
     payload, _signer, _signature = open_envelope(COMMAND, data)
     try:
-        fields = json.loads(payload.decode("utf-8"), parse_constant=refuse_constant)
-    except ValueError:
-        raise EdgeAgentError("not an edge-agent command: its payload is not UTF-8 JSON") from None
+        fields = bounded.load_json(payload, bounded.JsonLimits(COMMAND.max_payload), "its payload")
+    except InputRefusedError as exc:
+        raise EdgeAgentError(f"not an edge-agent command: {exc}") from None
     found = fields if isinstance(fields, dict) else {}
     values = {name: found.get(name) for name in ("command", "target", "nonce")}
     missing = [name for name, value in values.items() if not isinstance(value, str) or not value]

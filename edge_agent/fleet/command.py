@@ -13,7 +13,6 @@ most MAX_LIFETIME) and its nonce was never seen (the caller's replay store). Eve
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 from collections.abc import Collection, Mapping
@@ -23,9 +22,10 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent import signed
+from edge_agent import bounded, signed
+from edge_agent.bounded import InputRefusedError
 from edge_agent.errors import EdgeAgentError
-from edge_agent.signed import canonical, refuse_constant, short
+from edge_agent.signed import canonical, short
 
 COMMAND_FORMAT = "edge-agent-command"
 COMMAND_VERSION = 1
@@ -36,12 +36,13 @@ ALL_DEVICES = "all"
 MAX_LIFETIME = timedelta(days=7)
 CLOCK_SKEW = timedelta(minutes=5)
 _NONCE = re.compile(r"^[0-9a-f]{32}$")
+_PAYLOAD_LIMITS = bounded.JsonLimits(bounded.MAX_BUNDLE_COMMAND_PAYLOAD)
 
 
 class CommandRefusedError(EdgeAgentError):
     """A command the device will not run; `reason` is one of: malformed, unsigned, untrusted_key,
     bad_signature, not_for_this_device, not_yet_valid, expired, replayed, unknown_command, invalid_args,
-    failed."""
+    too_large, failed."""
 
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
@@ -55,7 +56,25 @@ class _EnvelopeRefusedError(CommandRefusedError):
         super().__init__(message, _envelope_reason(message))
 
 
-COMMAND = signed.Kind(COMMAND_FORMAT, COMMAND_VERSION, "signed command", "command", _EnvelopeRefusedError)
+COMMAND = signed.Kind(
+    COMMAND_FORMAT,
+    COMMAND_VERSION,
+    "signed command",
+    "command",
+    _EnvelopeRefusedError,
+    bounded.MAX_BUNDLE_COMMAND_PAYLOAD,  # apply_bundle's; the others are held to MAX_COMMAND_PAYLOAD
+)
+BUNDLE_COMMAND = "apply_bundle"
+
+
+def max_payload(command: str) -> int:
+    """The largest payload a command may have: only apply_bundle carries a bundle."""
+    return bounded.MAX_BUNDLE_COMMAND_PAYLOAD if command == BUNDLE_COMMAND else bounded.MAX_COMMAND_PAYLOAD
+
+
+def max_envelope(command: str) -> int:
+    """The largest envelope of a command, for a size check before anything is parsed."""
+    return bounded.base64_length(max_payload(command)) + bounded.ENVELOPE_OVERHEAD
 
 
 def _envelope_reason(message: str) -> str:
@@ -115,6 +134,10 @@ def open_command(data: bytes, *, trusted_keys: Collection[str], device_id: str, 
     command = _text(fields, "command")
     if command not in COMMANDS:
         raise CommandRefusedError(f"unknown command {short(command)!r}", "unknown_command")
+    if len(payload) > max_payload(command):
+        raise CommandRefusedError(
+            f"{command} payload is {len(payload):,} bytes, over the limit of {max_payload(command):,}"
+        )
     args = fields.get("args", {})
     if not isinstance(args, dict):
         raise CommandRefusedError("command 'args' is not an object")
@@ -138,9 +161,9 @@ def open_command(data: bytes, *, trusted_keys: Collection[str], device_id: str, 
 
 def _payload_fields(payload: bytes) -> dict[str, Any]:
     try:
-        fields = json.loads(payload.decode("utf-8"), parse_constant=refuse_constant)
-    except ValueError:
-        raise CommandRefusedError("command payload is not UTF-8 JSON") from None
+        fields = bounded.load_json(payload, _PAYLOAD_LIMITS, "command payload")
+    except InputRefusedError as exc:
+        raise CommandRefusedError(str(exc)) from None
     if not isinstance(fields, dict):
         raise CommandRefusedError("command payload is not a JSON object")
     return fields

@@ -1,36 +1,46 @@
 """The device side of fleet commands: check, run, audit, answer.
 
-`CommandProcessor.handle(data)` opens the envelope (trusted key, this device, current), refuses a nonce it
-has seen, runs the command against the watchlist, and returns the result to publish on `cmd/result`.
-Accepted and refused commands both get an audit row in the watchlist's hash chain, together with the
-nonce (one transaction), so a replay is refused even after a restart. It runs on the inference worker's
+`CommandProcessor.handle(received)` opens the envelope (trusted key, this device, current), refuses a nonce
+it has seen, runs the command against the watchlist, and returns the result to publish on `cmd/result`.
+A command that passed every check gets an audit row in the watchlist's hash chain together with its nonce
+(one transaction), whether it then ran or failed, so a replay is refused even after a restart. A command
+refused before that (malformed, unsigned, untrusted, tampered, stale, replayed, too large) goes to the
+bounded refusal store instead, within the refusal limit (`edge_agent.fleet.inbox`): whoever can publish can
+send those, so they must not be able to grow the chain or the disk. It runs on the inference worker's
 thread, between frames, because the watchlist and the vote belong to that thread.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
 import json
+import sqlite3
+import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from edge_agent import bounded
+from edge_agent.bounded import InputRefusedError
 from edge_agent.config import CALIBRATED_FMRS
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import Publisher
 from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import CommandResultMessage
-from edge_agent.fleet.command import Command, CommandRefusedError, open_command
+from edge_agent.fleet.command import Command, CommandRefusedError, max_envelope, open_command
+from edge_agent.fleet.inbox import Received, RefusalLimiter
 from edge_agent.signed import parse_public_key, short
 from edge_agent.watchlist.fleet_state import FleetState
 from edge_agent.watchlist.store import Watchlist
 from edge_agent.watchlist.transfer import import_bundle, open_bundle
 
 EXCLUSION_DAYS = 365  # how long a reviewer's false-match verdict keeps that face from that subject
+# Refusals answered and stored: a burst of 30, then one every 2 s (1,800 a day at most in the store's
+# ring, which keeps the newest REFUSALS_KEPT anyway); the rest are only counted.
+REFUSAL_BURST = 30
+REFUSAL_RATE_PER_S = 0.5
 
 
 @dataclass
@@ -72,6 +82,8 @@ class CommandProcessor:
         configured_keys: Collection[str],
         hooks: DeviceHooks,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        limiter: RefusalLimiter | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.device_id = device_id
         self._watchlist = watchlist
@@ -79,6 +91,10 @@ class CommandProcessor:
         self.configured_keys = [key.strip().lower() for key in configured_keys]
         self.hooks = hooks
         self.clock = clock
+        self.limiter = limiter or RefusalLimiter(REFUSAL_BURST, REFUSAL_RATE_PER_S)
+        self.monotonic = monotonic
+        self.store_errors = 0
+        self.last_store_error: str | None = None
         self._handlers: dict[str, Callable[[Command, Watchlist], dict[str, Any]]] = {
             "apply_bundle": self._apply_bundle,
             "remove_subject": self._remove_subject,
@@ -91,27 +107,34 @@ class CommandProcessor:
     def trusted_keys(self) -> list[str]:
         return FleetState(self._watchlist()).trusted_keys(self.configured_keys)
 
-    def handle(self, data: bytes) -> CommandResult:
+    def handle(self, received: Received) -> CommandResult | None:
+        """The answer to one received command, or None for a refusal past the refusal limit (counted only).
+        Nothing a message holds can raise out of here: an unexpected failure is a refusal too."""
+        envelope_hash = received.sha256
+        try:
+            return self._handle(received, envelope_hash)
+        except Exception as exc:  # the agent must outlive any message; this is a bug worth a line
+            why = f"command could not be handled ({type(exc).__name__}: {short(str(exc))})"
+            return self._refused(CommandRefusedError(why, "failed"), envelope_hash)
+
+    def _handle(self, received: Received, envelope_hash: str) -> CommandResult | None:
+        if received.oversize:
+            limit = max_envelope(received.command)
+            topic = short(received.topic)
+            why = f"command on {topic} is {received.size:,} bytes, over the limit of {limit:,}"
+            return self._refused(CommandRefusedError(why, "too_large"), envelope_hash)
+        data = received.payload
         watchlist = self._watchlist()
         state = FleetState(watchlist)
-        envelope_hash = hashlib.sha256(data).hexdigest()
         try:
             command = open_command(
                 data, trusted_keys=self.trusted_keys(), device_id=self.device_id, now=self.clock()
             )
         except CommandRefusedError as exc:
-            state.record_command(None, exc.reason, {"envelope_sha256": envelope_hash, "why": str(exc)})
-            return CommandResult(False, exc.reason, str(exc), details={"envelope_sha256": envelope_hash})
+            return self._refused(exc, envelope_hash)
         if state.command_seen(command.nonce):
-            state.record_command(None, "replayed", {"envelope_sha256": envelope_hash, "nonce": command.nonce})
-            return CommandResult(
-                False,
-                "replayed",
-                "command already received (nonce seen)",
-                command.command,
-                command.nonce,
-                {"envelope_sha256": envelope_hash},
-            )
+            replayed = CommandRefusedError("command already received (nonce seen)", "replayed")
+            return self._refused(replayed, envelope_hash, command)
         try:
             details = self._handlers[command.command](command, watchlist)
         except (CommandRefusedError, EdgeAgentError) as exc:
@@ -121,7 +144,44 @@ class CommandProcessor:
                 False, reason, str(exc), command.command, command.nonce, {"envelope_sha256": envelope_hash}
             )
         state.record_command(command, "ok", {"envelope_sha256": envelope_hash, **_auditable(details)})
-        return CommandResult(True, "ok", f"{command.command} done", command.command, command.nonce, details)
+        answer = {**details, "envelope_sha256": envelope_hash}
+        return CommandResult(True, "ok", f"{command.command} done", command.command, command.nonce, answer)
+
+    def _refused(
+        self, refusal: CommandRefusedError, envelope_hash: str, command: Command | None = None
+    ) -> CommandResult | None:
+        """A command refused before it could run: kept in the bounded refusal store and answered while
+        within the refusal limit, else only counted. Nothing here enters the audit chain: anyone can send
+        these, so they must not be able to grow it (a verified command that failed to run is audited)."""
+        if not self.limiter.allow(refusal.reason, self.monotonic()):
+            return None
+        try:
+            FleetState(self._watchlist()).record_refusal(refusal.reason, envelope_hash, str(refusal))
+        except sqlite3.Error as exc:  # a full disk must not turn a refusal into a crash
+            self.store_errors += 1
+            self.last_store_error = f"refusal store: {exc}"
+        return CommandResult(
+            False,
+            refusal.reason,
+            str(refusal),
+            command.command if command is not None else None,
+            command.nonce if command is not None else None,
+            {"envelope_sha256": envelope_hash},
+        )
+
+    def flush_suppressed(self, inbox_dropped: int = 0) -> Counter[str]:
+        """Store the counts of refusals held back by the limit (by reason) and of messages the full inbox
+        dropped (reason `inbox_full`); returns them for the log."""
+        suppressed = self.limiter.take_suppressed()
+        if inbox_dropped:
+            suppressed["inbox_full"] += inbox_dropped
+        if suppressed:
+            try:
+                FleetState(self._watchlist()).count_refusals(suppressed)
+            except sqlite3.Error as exc:
+                self.store_errors += 1
+                self.last_store_error = f"refusal store: {exc}"
+        return suppressed
 
     # ---- commands --------------------------------------------------------------------------------
 
@@ -135,23 +195,22 @@ class CommandProcessor:
             raise CommandRefusedError(
                 f"apply_bundle mode must be delta or full, not {short(str(mode))!r}", "invalid_args"
             )
+        bundle = args.get("bundle")
+        if not isinstance(bundle, str):
+            raise CommandRefusedError("apply_bundle needs 'bundle': a base64 signed bundle", "invalid_args")
         try:
-            data = base64.b64decode(str(args["bundle"]), validate=True)
-        except (KeyError, binascii.Error, ValueError):
-            raise CommandRefusedError(
-                "apply_bundle needs 'bundle': a base64 signed bundle", "invalid_args"
-            ) from None
+            data = bounded.b64decode(bundle, bounded.MAX_BUNDLE_ENVELOPE, "apply_bundle 'bundle'")
+        except InputRefusedError as exc:
+            raise CommandRefusedError(str(exc), "invalid_args") from None
         removals = _text_list(args.get("remove", []), "remove")
         actor = f"fleet:{command.signer[:16]}"
         added = import_bundle(watchlist, data, self.trusted_keys(), actor, skip_present=True)
         if mode == "full":
             named = {s.id for s in open_bundle(watchlist, data, self.trusted_keys()).subjects}
             removals += [s.id for s in watchlist.subjects() if s.id not in named]
-        removed = []
-        for subject_id in removals:
-            if watchlist.subject(subject_id).status == "active":
-                watchlist.remove(subject_id, actor, f"fleet command {command.nonce}")
-                removed.append(subject_id)
+        unique = dict.fromkeys(removals)
+        active = [subject_id for subject_id in unique if watchlist.subject(subject_id).status == "active"]
+        removed = [s.id for s in watchlist.remove_many(active, actor, f"fleet command {command.nonce}")]
         return {"mode": mode, "added": [s.id for s in added], "removed": removed}
 
     def _remove_subject(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
@@ -191,7 +250,8 @@ class CommandProcessor:
 
     def _review(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
         """args: event_id, verdict confirmed | false_match. A false match turns the event's stored
-        embedding into an exclusion of that subject (expiring, audited)."""
+        embeddings (each of the track's agreeing shots, so the look-alike's other views too) into an
+        exclusion of that subject (expiring, audited)."""
         event_id = _text(command.args, "event_id")
         verdict = _text(command.args, "verdict")
         if verdict not in ("confirmed", "false_match"):
@@ -201,13 +261,15 @@ class CommandProcessor:
             raise CommandRefusedError(
                 f"no kept match event {short(event_id)} (past the review window?)", "failed"
             )
-        payload, embedding = kept
+        payload, embeddings = kept  # every embedding of the track that voted for the match
         subject_id = _subject_of(payload)
         if verdict == "confirmed":
             return {"event_id": event_id, "verdict": verdict, "subject_id": subject_id}
         expires = self.clock() + timedelta(days=EXCLUSION_DAYS)
-        watchlist.add_exclusion(subject_id, event_id, embedding, f"fleet:{command.signer[:16]}", expires)
+        stack = embeddings.reshape(-1, watchlist.index.dimensions)
+        watchlist.add_exclusion(subject_id, event_id, stack, f"fleet:{command.signer[:16]}", expires)
         return {
+            "embeddings_excluded": len(stack),
             "event_id": event_id,
             "verdict": verdict,
             "subject_id": subject_id,
@@ -237,9 +299,12 @@ def _auditable(details: Mapping[str, Any]) -> dict[str, Any]:
     return {key: value for key, value in details.items() if key != "status"}
 
 
-def answer(processor: CommandProcessor, data: bytes, publisher: Publisher) -> CommandResult:
-    """Run one command and queue its answer on `cmd/result` in the durable outbox (the worker's side)."""
-    result = processor.handle(data)
+def answer(processor: CommandProcessor, received: Received, publisher: Publisher) -> CommandResult | None:
+    """Run one command and queue its answer on `cmd/result` in the durable outbox (the worker's side);
+    None (and no answer) for a refusal past the refusal limit."""
+    result = processor.handle(received)
+    if result is None:
+        return None
     message = result.as_message(processor.device_id, datetime.now(UTC))
     processor.store.enqueue(str(uuid.uuid4()), publisher.topics.cmd_result, message.to_json())
     publisher.wake()

@@ -17,8 +17,6 @@ Everything here is pure (no database): the store imports a `Bundle` in one trans
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -29,9 +27,10 @@ import numpy as np
 import numpy.typing as npt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from edge_agent import signed
+from edge_agent import bounded, signed
+from edge_agent.bounded import InputRefusedError
 from edge_agent.errors import EdgeAgentError
-from edge_agent.signed import HEX_DIGITS, canonical, refuse_constant, short
+from edge_agent.signed import HEX_DIGITS, canonical, short
 from edge_agent.signed import public_key_hex as public_key_hex  # part of this module's API
 
 BUNDLE_FORMAT = "edge-agent-watchlist-bundle"
@@ -42,7 +41,10 @@ class BundleError(EdgeAgentError):
     """A bundle or key that cannot be used; the message is one line saying why."""
 
 
-BUNDLE = signed.Kind(BUNDLE_FORMAT, BUNDLE_VERSION, "watchlist bundle", "bundle", BundleError)
+PAYLOAD_LIMITS = bounded.JsonLimits(bounded.MAX_BUNDLE_PAYLOAD)
+BUNDLE = signed.Kind(
+    BUNDLE_FORMAT, BUNDLE_VERSION, "watchlist bundle", "bundle", BundleError, bounded.MAX_BUNDLE_PAYLOAD
+)
 
 
 # --- keys ------------------------------------------------------------------------------------------
@@ -200,11 +202,12 @@ def read_bundle(
 
 def _parse_payload(payload: bytes, signer: str, model_id: str, dimensions: int, now: datetime) -> Bundle:
     try:
-        fields = _Fields(
-            json.loads(payload.decode("utf-8"), parse_constant=refuse_constant), "bundle payload"
+        document = bounded.load_json(
+            payload, bounded.JsonLimits(bounded.MAX_BUNDLE_PAYLOAD), "bundle payload"
         )
-    except ValueError:
-        raise BundleError("bundle payload is not valid JSON") from None
+    except InputRefusedError as exc:
+        raise BundleError(str(exc)) from None
+    fields = _Fields(document, "bundle payload")
     bundle_model = fields.text("model_id")
     if bundle_model != model_id:
         raise BundleError(f"bundle is for model {short(bundle_model)}, this device uses {model_id}")
@@ -269,9 +272,9 @@ def _parse_template(item: object, where: str, dimensions: int) -> BundleTemplate
 
 def _decode_embedding(text: str, where: str, dimensions: int) -> npt.NDArray[np.float32]:
     try:
-        raw = base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise BundleError(f"{where}: 'embedding' is not base64") from None
+        raw = bounded.b64decode(text, 4 * dimensions, f"{where}: 'embedding'")
+    except InputRefusedError as exc:
+        raise BundleError(str(exc)) from None
     if len(raw) != 4 * dimensions:
         raise BundleError(f"{where}: embedding has {len(raw) / 4:g} values, expected {dimensions}")
     embedding = np.frombuffer(raw, dtype="<f4").astype(np.float32)
