@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from edge_agent.capture.media import quiet_decoders
 from edge_agent.cli_agent import add_agent_commands
 from edge_agent.cli_bench_live import add_live_bench_commands
 from edge_agent.cli_faces import add_face_commands, positive_int
@@ -23,6 +24,7 @@ from edge_agent.cli_fleet import add_fleet_commands
 from edge_agent.cli_watchlist import add_watchlist_commands
 from edge_agent.config import Settings, load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
+from edge_agent.redaction import redact
 from edge_agent.types import KEYPOINT_NAMES
 
 if TYPE_CHECKING:
@@ -34,13 +36,14 @@ EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_decoders()  # our one line per failure, not FFmpeg's and OpenCV's own
     try:
         return int(args.handler(args))
     except ConfigError as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
+        print(f"edge-agent: {redact(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except EdgeAgentError as exc:
-        print(f"edge-agent: {exc}", file=sys.stderr)
+        print(f"edge-agent: {redact(str(exc))}", file=sys.stderr)
         return EXIT_FAILURES
     except KeyboardInterrupt:
         return 130
@@ -148,7 +151,7 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     for item in detect_in_files(args.paths, detector, args.every):
         if isinstance(item, MediaError):
             errors += 1
-            print(f"edge-agent: {item}", file=sys.stderr)
+            print(f"edge-agent: {redact(str(item))}", file=sys.stderr)
             continue
         frames += 1
         faces += len(item.faces)
@@ -190,7 +193,8 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
-    print(settings_as_toml(_settings(args)), end="")
+    # secrets are masked by settings_as_toml (SecretStr); camera logins in URLs by redact
+    print(redact(settings_as_toml(_settings(args))), end="")
     return EXIT_OK
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from edge_agent.cli_faces import positive_int
 from edge_agent.config import load_settings
+from edge_agent.redaction import redact
 
 EXIT_OK, EXIT_FAILURES = 0, 1
 
@@ -68,10 +69,17 @@ def _day(text: str) -> date:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
+class RedactingFormatter(logging.Formatter):
+    """Every log line through `redact`: no camera login reaches the journal, whoever logged it."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
 def configure_logging() -> None:
     """One line per event on stderr (journald adds the time under systemd)."""
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("edge-agent: %(message)s"))
+    handler.setFormatter(RedactingFormatter("edge-agent: %(message)s"))
     root = logging.getLogger("edge_agent")
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
@@ -137,7 +145,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 
     settings = load_settings(args.config)
     for line in report(survey(), settings.camera, explain=args.explain):
-        print(line)
+        print(redact(line))
     return EXIT_OK
 
 

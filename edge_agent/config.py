@@ -262,6 +262,9 @@ class BodycamSettings(Section):
         return self
 
 
+RtspTransport = Literal["auto", "tcp", "udp"]
+
+
 class CameraSettings(Section):
     """The frame source the live agent (`edge-agent run`) watches."""
 
@@ -282,8 +285,10 @@ class CameraSettings(Section):
     )
     kind: Literal["auto", "file", "stream"] = Field(
         "auto",
-        description="file: a clip read to its end, every frame, then a clean exit; stream: a live camera, "
-        "reopened with backoff when it fails or ends, newest frame wins. auto: file for an existing file.",
+        description="file: a clip read to its end, every frame, then a clean exit (a missing, unreadable or "
+        "corrupt file ends the run with exit 1); stream: a live camera, reopened with backoff when it fails "
+        "or ends, newest frame wins. auto: stream for a device number, a /dev/ path or a URL (a camera "
+        "that may appear later), file for any other path.",
     )
     loop: bool = Field(False, description="Files only: start again at the end (demos and soak runs).")
     realtime: bool = Field(
@@ -295,6 +300,14 @@ class CameraSettings(Section):
     reconnect_max_s: float = Field(30.0, gt=0.0, le=3600.0, description="Longest wait between reopen tries.")
     timeout_s: float = Field(
         10.0, gt=0.0, le=600.0, description="Open and read timeout of network streams (RTSP/HTTP)."
+    )
+    rtsp_transport: RtspTransport = Field(
+        "auto",
+        description="How RTSP streams carry their packets: auto (the library offers several in turn: "
+        "OpenCV's FFmpeg TCP, then UDP, then multicast; GStreamer's rtspsrc UDP first), tcp (interleaved in "
+        "the RTSP connection: through NAT and firewalls, no lost packets) or udp (only). Applied as "
+        "OPENCV_FFMPEG_CAPTURE_OPTIONS rtsp_transport;tcp (camera.type = opencv) and rtspsrc protocols=tcp "
+        "(camera.type = jetson).",
     )
     width: int | None = Field(None, ge=16, le=16384, description="Requested frame width (live cameras).")
     height: int | None = Field(None, ge=16, le=16384, description="Requested frame height (live cameras).")

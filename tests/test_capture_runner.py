@@ -127,3 +127,15 @@ def test_camera_credentials_never_reach_messages() -> None:
     text = "camera c: cannot open rtsp://admin:p@ss@10.0.0.5:554/stream1"
     assert redact(text) == "camera c: cannot open rtsp://***@10.0.0.5:554/stream1"
     assert redact("/dev/video0") == "/dev/video0"
+
+
+def test_auto_kind_waits_only_for_devices_and_urls(tmp_path: Path) -> None:
+    """A missing file or a folder is a file source (an error at once), not a camera to wait for."""
+    from edge_agent.capture.source import is_file_source
+
+    live = ["0", "/dev/video0", "/dev/v4l/by-id/usb-cam", "rtsp://cam/s", "http://cam/video.mjpg"]
+    files = [str(DEMO_CLIP), str(tmp_path / "missing.mp4"), str(tmp_path), "clips/front.mp4"]
+    assert [is_file_source(CameraSettings(source=source)) for source in live] == [False] * len(live)
+    assert [is_file_source(CameraSettings(source=source)) for source in files] == [True] * len(files)
+    assert not is_file_source(CameraSettings(source=str(DEMO_CLIP), kind="stream"))
+    assert is_file_source(CameraSettings(source="rtsp://cam/s", kind="file"))

@@ -6,7 +6,8 @@ Three inputs (`camera.jetson.input`):
 - `csi`: a MIPI CSI sensor through `nvarguscamerasrc` (the Argus ISP), NV12 in NVMM memory, converted and
   flipped by `nvvidconv` (the VIC);
 - `rtsp`: an RTSP camera (`camera.source` is the URL), depayloaded, parsed and decoded by `nvv4l2decoder`
-  (NVDEC);
+  (NVDEC); `camera.rtsp_transport` tcp or udp becomes `rtspsrc protocols=tcp` (or `udp`: rtspsrc's
+  `protocols` flags, whose default tries UDP and then TCP);
 - `file`: a video file (`camera.source` is the path), demuxed and decoded the same way, every frame.
 
 Element names and caps follow NVIDIA's "Accelerated GStreamer" chapter of the Jetson Linux Developer Guide
@@ -39,9 +40,9 @@ from pathlib import Path
 import cv2
 
 from edge_agent.capture.opencv import OpenCVSource
-from edge_agent.capture.source import redact
 from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError, ConfigError
+from edge_agent.redaction import redact
 from edge_agent.types import Frame
 
 DEFAULT_CSI_SIZE = (1920, 1080)
@@ -87,7 +88,8 @@ def pipeline_string(settings: CameraSettings) -> str:
     location = _quoted_source(settings)
     codec = jetson.codec
     if jetson.input == "rtsp":
-        head = f"rtspsrc location={location} latency={jetson.latency_ms} ! rtp{codec}depay"
+        protocols = "" if settings.rtsp_transport == "auto" else f" protocols={settings.rtsp_transport}"
+        head = f"rtspsrc location={location} latency={jetson.latency_ms}{protocols} ! rtp{codec}depay"
         sink = _LIVE_SINK
     else:
         demuxer = _DEMUXERS.get(Path(settings.source).suffix.lower(), "qtdemux")

@@ -3,18 +3,37 @@
 Every unreadable input becomes a `MediaError` naming the file, so a folder run can report it and go on.
 Decoding uses `IMREAD_COLOR`, which applies EXIF orientation, drops an alpha channel and brings 16-bit
 and grey pictures to 8-bit RGB.
+
+Hostile files are refused before they are decoded: a picture's width and height come from its header
+(Pillow's `Image.open` reads only the header) and must fit `bounded.MAX_IMAGE_PIXELS`; a video's frame size
+is checked once it is opened, before the first frame. A video that stops well before the frame count its
+container declares is reported as corrupt or truncated, after its good frames were delivered.
+
+The decoders' own chatter is kept off stderr: FFmpeg's through `OPENCV_FFMPEG_LOGLEVEL` (read by OpenCV
+when the first capture opens) and OpenCV's through its log level (`quiet_decoders`); libpng and libjpeg
+write to file descriptor 2 directly, so `imdecode` runs with fd 2 on /dev/null while no other Python
+thread could be writing there. Setting `OPENCV_FFMPEG_LOGLEVEL` or `OPENCV_LOG_LEVEL` yourself wins.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
+import re
+import struct
+import sys
+import threading
+import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
+from PIL import Image, UnidentifiedImageError
 
+from edge_agent.bounded import MAX_IMAGE_PIXELS, InputRefusedError, check_pixels
 from edge_agent.errors import MediaError
 from edge_agent.types import Frame, RGBImage
 
@@ -40,12 +59,94 @@ def expand_paths(paths: Iterable[Path]) -> list[Path]:
 
 def read_image(path: Path) -> RGBImage:
     """Decode one picture to RGB, or raise `MediaError` saying what is wrong with the file."""
-    data = _read_bytes(path)
-    _check_complete(path, data)
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    data = check_image_file(path)
+    try:
+        with quiet_stderr():
+            image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    except cv2.error:
+        image = None
     if image is None:
         raise MediaError(f"{path}: not a readable image (corrupt, truncated or unknown format)")
     return np.ascontiguousarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB))
+
+
+def check_image_file(path: Path) -> bytes:
+    """The bytes of a picture that exists, is complete and is within the pixel bound (nothing decoded),
+    or `MediaError` saying what is wrong with it."""
+    data = _read_bytes(path)
+    _check_complete(path, data)
+    image_size(path, data)
+    return data
+
+
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
+
+
+def image_size(path: Path, data: bytes) -> tuple[int, int]:
+    """Width and height from the picture's header, checked against `MAX_IMAGE_PIXELS`.
+
+    Pillow refuses pictures past its own `Image.MAX_IMAGE_PIXELS` (89 MP, an error past twice that) before
+    we see their size; both are above our bound, so its warning is turned into an error here (locally:
+    `catch_warnings`) and its message gives the pixel count."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                width, height = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        found = _BOMB_PIXELS.search(str(exc))
+        pixels = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise MediaError(
+            f"{path}: image of {pixels}, over the limit of {MAX_IMAGE_PIXELS:,} pixels (not decoded)"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error):
+        raise MediaError(f"{path}: not a readable image (corrupt, truncated or unknown format)") from None
+    try:
+        check_pixels(width, height, "image")
+    except InputRefusedError as exc:
+        raise MediaError(f"{path}: {exc} (not decoded)") from None
+    return width, height
+
+
+_quieted = False
+
+
+def quiet_decoders() -> None:
+    """Keep FFmpeg's and OpenCV's own log lines off stderr (we report each failure in one line of ours).
+
+    Called before a capture is opened: OpenCV reads `OPENCV_FFMPEG_LOGLEVEL` once, when its FFmpeg backend
+    starts (-8 is AV_LOG_QUIET). Either variable set in the environment is left as it is, for debugging."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
+@contextlib.contextmanager
+def quiet_stderr() -> Iterator[None]:
+    """File descriptor 2 on /dev/null for the block, where that hides only the decoder's own lines
+    (libpng's "libpng warning: iCCP: CRC error", libjpeg's "Corrupt JPEG data"): only when no other Python
+    thread is running, since another thread's line would be lost too. Elsewhere (the live agent), nothing."""
+    if threading.active_count() > 1:
+        yield
+        return
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no fd 2, or stderr already closed
+        yield
+        return
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
 
 
 def file_time(path: Path) -> datetime:
@@ -71,10 +172,18 @@ def read_frames(path: Path, every: int = 1) -> Iterator[Frame]:
 
 
 def _video_frames(path: Path, every: int) -> Iterator[Frame]:
-    _read_bytes(path)  # existence, permissions and emptiness, with the same messages as images
+    _read_nonempty(path)  # existence, permissions and emptiness, with the same messages as images
+    quiet_decoders()
     capture = cv2.VideoCapture(str(path))
     if not capture.isOpened():
+        capture.release()
         raise MediaError(f"{path}: not a readable video or image")
+    try:
+        check_frame_size(capture, "video frame")
+    except InputRefusedError as exc:
+        capture.release()
+        raise MediaError(f"{path}: {exc} (not decoded)") from None
+    expected = declared_frames(capture)
     start = file_time(path)
     index = 0
     decoded = 0
@@ -102,19 +211,62 @@ def _video_frames(path: Path, every: int) -> Iterator[Frame]:
         capture.release()
     if decoded == 0:
         raise MediaError(f"{path}: no frame could be decoded (corrupt, truncated or not a video)")
+    if ended_early(index, expected):
+        raise MediaError(f"{path}: {ended_early_text(index, expected)}")
+
+
+def check_frame_size(capture: cv2.VideoCapture, what: str) -> None:
+    """`InputRefusedError` for an opened capture whose frames would be over `MAX_IMAGE_PIXELS`; a
+    capture that does not say its size yet (0x0, some streams) passes, the decoder bounds it then."""
+    width = int(capture.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    if width > 0 and height > 0:
+        check_pixels(width, height, what)
+
+
+def declared_frames(capture: cv2.VideoCapture) -> int:
+    """The frame count the container declares (MP4/MOV: exact; others: estimated from the duration), or 0
+    when it declares none."""
+    count = capture.get(cv2.CAP_PROP_FRAME_COUNT)
+    return int(count) if 0 < count < 1e9 else 0
+
+
+def ended_early(frames: int, expected: int) -> bool:
+    """A clip that stopped before its declared length, past a slack of 2 % and 2 frames (an estimated
+    count may be a little off; a decoder that gives up in the middle is far off)."""
+    return expected > 0 and frames < expected - max(2, expected // 50)
+
+
+def ended_early_text(frames: int, expected: int) -> str:
+    return f"decoding stopped after {frames} of {expected} frames (corrupt or truncated video)"
 
 
 def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_nonempty(path: Path) -> None:
+    """What `_read_bytes` checks, without reading a video into memory."""
+    _check_readable(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot be read ({exc.strerror})") from None
+    if size == 0:
+        raise MediaError(f"{path}: empty file (0 bytes)")
+
+
+def _check_readable(path: Path) -> None:
     if not path.exists():
         raise MediaError(f"{path}: no such file")
     if not path.is_file():
         raise MediaError(f"{path}: not a regular file")
     if not os.access(path, os.R_OK):
         raise MediaError(f"{path}: permission denied")
+
+
+def _read_bytes(path: Path) -> bytes:
+    _check_readable(path)
     try:
         data = path.read_bytes()
     except OSError as exc:

@@ -4,11 +4,26 @@ Live frames are stamped with the wall clock when grabbed, advanced by the monoto
 times never go backwards (tracking and the vote's cool-down compare frame times; an NTP step back must not
 freeze them). A file's frames carry the file's modification time plus their offset in the clip (a looped
 clip keeps counting).
+
+A file source that cannot be read is an error that ends the run (`CaptureError`, exit 1), never a silent
+end: a missing file or a folder, a picture that is not one or is truncated, a clip that decodes to no
+frame, and a clip that stops well before the frame count its container declares (after its good frames
+were delivered). Frames larger than `bounded.MAX_IMAGE_PIXELS` are refused once the capture is open,
+before the first frame is decoded.
+
+RTSP transport: left alone, OpenCV's FFmpeg offers TCP, then UDP, then multicast in its SETUP requests
+(seen with opencv-python-headless 5.1 against a test server); `camera.rtsp_transport` forces one through
+`OPENCV_FFMPEG_CAPTURE_OPTIONS` (`rtsp_transport;tcp`), which OpenCV reads each time a capture opens: it
+is set for that one call, under a lock, and put back.
 """
 
 from __future__ import annotations
 
+import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,9 +31,19 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge_agent.capture.source import redact
-from edge_agent.config import CameraSettings
-from edge_agent.errors import CaptureError
+from edge_agent.bounded import InputRefusedError
+from edge_agent.capture.media import (
+    IMAGE_SUFFIXES,
+    check_frame_size,
+    check_image_file,
+    declared_frames,
+    ended_early,
+    ended_early_text,
+    quiet_decoders,
+)
+from edge_agent.config import CameraSettings, RtspTransport
+from edge_agent.errors import CaptureError, MediaError
+from edge_agent.redaction import redact
 from edge_agent.types import Frame, RGBImage
 
 
@@ -61,6 +86,42 @@ def capture_target(source: str) -> int | str:
     return int(source) if source.isdigit() else source
 
 
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_OPTIONS_LOCK = threading.Lock()
+
+
+def ffmpeg_capture_options(source: str, transport: RtspTransport, existing: str | None = None) -> str | None:
+    """The `OPENCV_FFMPEG_CAPTURE_OPTIONS` value to open `source` with (`key;value|key;value`), or None to
+    leave the variable as it is: `auto`, or a source that is not RTSP. Options already in the variable are
+    kept, except an `rtsp_transport` of their own, which the configured one replaces."""
+    if transport == "auto" or not source.lower().startswith(("rtsp://", "rtsps://")):
+        return None
+    kept = [
+        pair
+        for pair in (existing or "").split("|")
+        if pair and pair.split(";", 1)[0].strip() != "rtsp_transport"
+    ]
+    return "|".join([*kept, f"rtsp_transport;{transport}"])
+
+
+@contextmanager
+def capture_options(options: str | None) -> Iterator[None]:
+    """`OPENCV_FFMPEG_CAPTURE_OPTIONS` = `options` while a capture opens (nothing when None)."""
+    if options is None:
+        yield
+        return
+    with _OPTIONS_LOCK:
+        before = os.environ.get(CAPTURE_OPTIONS)
+        os.environ[CAPTURE_OPTIONS] = options
+        try:
+            yield
+        finally:
+            if before is None:
+                del os.environ[CAPTURE_OPTIONS]
+            else:
+                os.environ[CAPTURE_OPTIONS] = before
+
+
 class OpenCVSource:
     def __init__(
         self,
@@ -71,6 +132,7 @@ class OpenCVSource:
         loop: bool = False,
         requested: CaptureFormat | None = None,
         network_timeout_s: float = 10.0,
+        rtsp_transport: RtspTransport = "auto",
     ) -> None:
         self.camera_id = camera_id
         self.source = source
@@ -80,7 +142,10 @@ class OpenCVSource:
         self._capture: cv2.VideoCapture | None = None
         self.requested = requested or CaptureFormat()
         self.network_timeout_s = network_timeout_s
+        self.rtsp_transport: RtspTransport = rtsp_transport
         self._index = 0
+        self._expected = 0  # frames a file declares (0: unknown)
+        self._pass_frames = 0  # frames read since the file was opened or rewound
         self._start = datetime.now(UTC)
         self._offset_base_s = 0.0  # clip time already played in earlier loops
         self._last_offset_s = 0.0
@@ -92,20 +157,26 @@ class OpenCVSource:
         if self.live:
             self._reanchor()
         else:
-            path = Path(self.source)
-            if not path.is_file():
-                raise CaptureError(f"camera {self.camera_id}: no such video file {self.source}")
-            self._start = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+            self._check_file()
+        quiet_decoders()
         capture = self.new_capture()
         if not capture.isOpened():
             capture.release()
             raise CaptureError(f"camera {self.camera_id}: cannot open {redact(self.source)}")
-        if self.live:
-            try:
+        try:
+            if self.live:
                 self.requested.apply(capture, self.camera_id)
-            except CaptureError:
-                capture.release()
-                raise
+            check_frame_size(capture, "frame")
+        except InputRefusedError as exc:
+            capture.release()
+            raise CaptureError(
+                f"camera {self.camera_id}: {redact(self.source)}: {exc} (not decoded)"
+            ) from None
+        except CaptureError:
+            capture.release()
+            raise
+        self._expected = 0 if self.live else declared_frames(capture)
+        self._pass_frames = 0
         fps = float(capture.get(cv2.CAP_PROP_FPS) or 0.0)
         self.fps = fps if 0.0 < fps < 1000.0 else None
         self._capture = capture
@@ -119,9 +190,11 @@ class OpenCVSource:
                 raise CaptureError(
                     f"camera {self.camera_id}: stopped delivering frames ({redact(self.source)})"
                 )
-            if self.loop and self._index > 0 and self._rewind():
+            self._check_file_end()
+            if self.loop and self._rewind():
                 return self.read()
             return None
+        self._pass_frames += 1
         wall, mono = self._anchor
         grabbed_at = wall + timedelta(seconds=time.monotonic() - mono)
         rgb: RGBImage = np.ascontiguousarray(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), np.uint8)
@@ -138,6 +211,36 @@ class OpenCVSource:
         self._index += 1
         return frame
 
+    def _check_file(self) -> None:
+        """A file source must be a readable file; a picture must be complete and within the pixel bound
+        (OpenCV would hand a truncated JPEG over half grey)."""
+        path = Path(self.source)
+        shown = redact(self.source)
+        if path.is_dir():
+            raise CaptureError(
+                f"camera {self.camera_id}: {shown} is a folder, not a video file "
+                '(camera.type = "bodycam" watches a folder of clips)'
+            )
+        if not path.is_file():
+            raise CaptureError(f"camera {self.camera_id}: no such video file {shown}")
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            try:
+                check_image_file(path)
+            except MediaError as exc:
+                raise CaptureError(f"camera {self.camera_id}: {redact(str(exc))}") from None
+        self._start = datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+    def _check_file_end(self) -> None:
+        """At the end of a file: an error if this pass gave no frame or stopped well short of the frames
+        the container declares (a decoder that gave up on corrupt data ends the clip early)."""
+        where = f"camera {self.camera_id}: {redact(self.source)}"
+        if self._pass_frames == 0:
+            if self._index == 0:
+                raise CaptureError(f"{where}: no frame could be decoded (corrupt, truncated or not a video)")
+            raise CaptureError(f"{where}: no frame after rewinding to the start")
+        if ended_early(self._pass_frames, self._expected):
+            raise CaptureError(f"{where}: {ended_early_text(self._pass_frames, self._expected)}")
+
     def _reanchor(self) -> None:
         """Follow the wall clock again at each (re)open, unless that would take frame time backwards."""
         now = datetime.now(UTC)
@@ -148,6 +251,7 @@ class OpenCVSource:
         assert self._capture is not None
         step = 1.0 / self.fps if self.fps else 0.04
         self._offset_base_s += self._last_offset_s + step
+        self._pass_frames = 0
         return bool(self._capture.set(cv2.CAP_PROP_POS_FRAMES, 0))
 
     def new_capture(self) -> cv2.VideoCapture:
@@ -158,7 +262,9 @@ class OpenCVSource:
             milliseconds = int(self.network_timeout_s * 1000)
             timeouts = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, milliseconds]
             timeouts += [cv2.CAP_PROP_READ_TIMEOUT_MSEC, milliseconds]
-            return cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
+            options = ffmpeg_capture_options(target, self.rtsp_transport, os.environ.get(CAPTURE_OPTIONS))
+            with capture_options(options):
+                return cv2.VideoCapture(target, cv2.CAP_FFMPEG, timeouts)
         return cv2.VideoCapture(target)
 
     def processed(self, frame: Frame) -> None:

@@ -17,9 +17,10 @@ from typing import Literal
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
-from edge_agent.capture.source import FrameSource, redact
+from edge_agent.capture.source import FrameSource
 from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
+from edge_agent.redaction import redact
 from edge_agent.types import Frame
 
 CameraState = Literal["starting", "streaming", "reconnecting", "ended"]
@@ -116,7 +117,8 @@ class CaptureRunner:
                     self._open()
                 except CaptureError as exc:
                     if not self.source.live:
-                        self.fatal = exc
+                        self.fatal = CaptureError(redact(str(exc)))
+                        self.last_error = str(self.fatal)
                     break
                 delivered = self.frames
                 try:
@@ -125,7 +127,8 @@ class CaptureRunner:
                 except Exception as exc:  # a driver or decoder error counts as the camera failing
                     error = as_capture_error(exc, self.source.camera_id)
                     if not self.source.live:
-                        self.fatal = error
+                        self.fatal = CaptureError(redact(str(error)))
+                        self.last_error = str(self.fatal)
                         break
                     self._failed(str(error))
                     self.reconnects += 1
@@ -176,6 +179,7 @@ class CaptureRunner:
         self.reconnects += 1
 
     def _failed(self, message: str) -> None:
+        message = redact(message)  # health's last_error and the log: never a camera's password
         if message != self.last_error:
             self.log(f"{message}; retrying")
         self.last_error = message

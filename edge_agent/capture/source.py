@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Protocol
 
 from edge_agent.config import CameraSettings
+from edge_agent.redaction import redact as redact  # re-exported: the one redaction, for older imports
 from edge_agent.types import Frame
 
 
@@ -37,10 +36,18 @@ class FrameSource(Protocol):
         """Make a blocked `read` return None soon (called from another thread when the agent stops)."""
 
 
+def is_device_or_url(source: str) -> bool:
+    """A V4L2 device number, a /dev/ path or a URL: a camera that may be absent now and appear later."""
+    return source.isdigit() or source.startswith("/dev/") or "://" in source
+
+
 def is_file_source(settings: CameraSettings) -> bool:
+    """Whether the source is a file read to its end (else a live camera reopened with backoff). With
+    `kind = auto`, any path that is not a device or URL is a file, so a missing file or a folder is an
+    error at once, not a camera waited for."""
     if settings.kind != "auto":
         return settings.kind == "file"
-    return Path(settings.source).is_file()
+    return not is_device_or_url(settings.source)
 
 
 def open_source(settings: CameraSettings, log: Callable[[str], None] = lambda line: None) -> FrameSource:
@@ -67,12 +74,5 @@ def open_source(settings: CameraSettings, log: Callable[[str], None] = lambda li
         loop=settings.loop,
         requested=CaptureFormat.from_settings(settings),
         network_timeout_s=settings.timeout_s,
+        rtsp_transport=settings.rtsp_transport,
     )
-
-
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/\s]*@")
-
-
-def redact(text: str) -> str:
-    """Hide the user:password of any URL in `text` (RTSP cameras carry them), for logs and health."""
-    return _USERINFO.sub(r"\g<scheme>***@", text)
