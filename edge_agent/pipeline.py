@@ -10,26 +10,35 @@ track (forgotten when the track ends). Only a decided match is written (outbox +
 from __future__ import annotations
 
 import base64
+import contextlib
+import functools
+import logging
+import sqlite3
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
 
 import cv2
+import numpy as np
 
 from edge_agent.capture.runner import Captured
 from edge_agent.config import QualitySettings, Settings
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.outbox import HELD_MAX, RETRY_S, EventStore
 from edge_agent.events.schema import FalseMatchRate, MatchEvent, Models, Quality
+from edge_agent.events.storage import WriteState, storage_fault
 from edge_agent.matching import Decision, TemporalVote
 from edge_agent.metrics import StageClock
 from edge_agent.tracking import Tracker
 from edge_agent.types import Box, Candidate, Frame, TrackedFace
 from edge_agent.vision.embed import Descriptor
 from edge_agent.vision.pipeline import DescribedFace, FacePipeline
-from edge_agent.vision.quality import assess, detector_gates_pass
+from edge_agent.vision.quality import REASONS, Rejection, assess, detector_gate_failures
 from edge_agent.watchlist.store import Watchlist
 
 
@@ -40,18 +49,43 @@ def agent_version() -> str:
         return "0+unknown"
 
 
+def models_of(faces: FacePipeline) -> Models:
+    """The `models` field of events and status: manifest ids and the verified sha256 of the loaded files."""
+    return Models(
+        detector=faces.detector.model_id,
+        embedder=faces.embedder.model_id,
+        detector_sha256=faces.detector.model.sha256,
+        embedder_sha256=faces.embedder.model.sha256,
+    )
+
+
 @dataclass
 class RunCounters:
-    """Aggregate counts for health and transparency reports; nothing per person."""
+    """Aggregate counts for health and transparency reports; nothing per person.
+
+    `rejected_<reason>`: faces of unsettled tracks that a live quality gate turned away, once per face
+    and frame, under the first gate it failed (`edge_agent.vision.quality.REASONS` order), so the five
+    add up to the faces refused."""
 
     frames: int = 0
     faces_seen: int = 0
     tracks: int = 0
     embeddings: int = 0
     matches: int = 0
+    rejected_size: int = 0
+    rejected_truncated: int = 0
+    rejected_pose: int = 0
+    rejected_blur: int = 0
+    rejected_brightness: int = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
+
+    def rejected(self, rejection: Rejection) -> None:
+        name = f"rejected_{rejection.reason}"
+        if rejection.reason not in REASONS or not hasattr(self, name):
+            raise ValueError(f"unknown gate reason {rejection.reason!r}")
+        setattr(self, name, getattr(self, name) + 1)
 
 
 @dataclass(frozen=True)
@@ -69,22 +103,34 @@ class IdentityStage:
     gates and is better than (or a while after) the track's last embedded shot."""
 
     def __init__(
-        self, faces: FacePipeline, tracker: Tracker, vote: TemporalVote[Shot], gates: QualitySettings
+        self,
+        faces: FacePipeline,
+        tracker: Tracker,
+        vote: TemporalVote[Shot],
+        gates: QualitySettings,
+        counters: RunCounters,
     ) -> None:
         self.faces = faces
         self.tracker = tracker
         self.vote = vote
         self.gates = gates
+        self.counters = counters
 
     def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
         shots = []
         for item in tracked:
-            if self.vote.settled(item.track_id) or not detector_gates_pass(item.face, self.gates):
+            if self.vote.settled(item.track_id):
+                continue
+            refused = detector_gate_failures(item.face, (frame.width, frame.height), self.gates)
+            if refused:
+                self.counters.rejected(refused[0])
                 continue
             with clock.time("align"):
                 chip, landmarks = self.faces.aligner.align(frame.image, item.face)
                 quality = assess(item.face, chip)
-            if quality.failures(self.gates):
+            refused = quality.rejections(self.gates)
+            if refused:
+                self.counters.rejected(refused[0])
                 continue
             if not self.tracker.wants_embedding(item.track_id, quality.score, frame.captured_at):
                 continue
@@ -152,7 +198,7 @@ class EventFactory:
             box=_rounded_box(shot.tracked.face.box),
             frame_size=shot.frame_size,
             quality=Quality(**quality),
-            models=Models(detector=self.faces.detector.model_id, embedder=embedder.model_id),
+            models=models_of(self.faces),
             agent_version=agent_version(),
             face_jpeg=self._crop(shot) if self.face_crop else None,
         )
@@ -164,6 +210,79 @@ class EventFactory:
         if not ok:
             raise RuntimeError("JPEG encoding of the face chip failed")
         return base64.b64encode(data.tobytes()).decode()
+
+
+class MatchAudit:
+    """The watchlist audit row of each decided match (`Watchlist.record_match`), surviving storage faults:
+    a row that cannot be written (the watchlist's disk is full, read-only, failing) is held in memory, in
+    order, and written by `retry()` when it can be (its `at` is then the time it was written; the details
+    carry the event id and capture time). At most `held_max` are held; past that the oldest is dropped and
+    counted in `faults.lost`. The state is reported in health (`storage.watchlist`) and logged on change."""
+
+    def __init__(self, watchlist: Callable[[], Watchlist], actor: str, held_max: int = HELD_MAX) -> None:
+        self._watchlist = watchlist
+        self.actor = actor
+        self.held_max = held_max
+        self.faults = WriteState(
+            f"watchlist {watchlist().path}",
+            logging.getLogger("edge_agent").info,
+            holding="match audit rows are held in memory meanwhile",
+        )
+        self._held: deque[tuple[str, dict[str, Any]]] = deque()
+        self._next_retry = 0.0
+
+    def record(self, subject_id: str, details: dict[str, Any]) -> None:
+        self._held.append((subject_id, details))
+        if len(self._held) > self.held_max:
+            self._held.popleft()
+            self.faults.lost += 1
+        if len(self._held) == 1:  # nothing held before it: write now
+            self._write_held()
+        self.faults.held = len(self._held)
+
+    def retry(self, force: bool = False) -> None:
+        """Writes held rows, at most every `RETRY_S` (always with `force`); nothing to do when none."""
+        now = time.monotonic()
+        if not self._held or (not force and now < self._next_retry):
+            return
+        self._next_retry = now + RETRY_S
+        if self.faults.room(self._folder()):
+            self._write_held()
+
+    def _folder(self) -> Path:
+        return Path(self._watchlist().path).parent
+
+    def _write_held(self) -> None:
+        stored = 0
+        while self._held:
+            subject_id, details = self._held[0]
+            record = functools.partial(
+                Watchlist.record_match, subject_id=subject_id, actor=self.actor, details=details
+            )
+            if not self.guarded("match audit", record):
+                break
+            self._held.popleft()
+            stored += 1
+        self.faults.held = len(self._held)
+        if stored and not self._held:
+            self.faults.recovered(self._folder(), stored)
+
+    def guarded(self, doing: str, write: Callable[[Watchlist], object]) -> bool:
+        """Runs one write on the watchlist; a SQLite error is a storage state (logged on change, in health),
+        not an exception: rolled back, False. True when it landed (with nothing held, the state is then ok
+        again)."""
+        watchlist = self._watchlist()
+        try:
+            write(watchlist)
+        except sqlite3.Error as exc:
+            if watchlist.conn.in_transaction:  # a failed COMMIT leaves the transaction open
+                with contextlib.suppress(sqlite3.Error):
+                    watchlist.conn.execute("ROLLBACK")
+            self.faults.failed(storage_fault(exc, self._folder()) or "error", exc, doing)
+            return False
+        if not self._held:
+            self.faults.recovered(self._folder())
+        return True
 
 
 class LivePipeline:
@@ -182,6 +301,7 @@ class LivePipeline:
         self.matcher = Matcher(watchlist)
         self.store = store
         self.match_topic = match_topic
+        self.counters = RunCounters()
         self._start_tracks()
         self.events = EventFactory(
             settings.device_id,
@@ -191,7 +311,7 @@ class LivePipeline:
             settings.events.face_crop_quality,
         )
         self.clock = StageClock()
-        self.counters = RunCounters()
+        self.audit = MatchAudit(lambda: self.matcher.watchlist, f"edge-agent:{settings.device_id}")
         self.last_match_at: datetime | None = None
         self._timeline: tuple[str, datetime] | None = None  # the recording frames come from, and its time
 
@@ -236,7 +356,9 @@ class LivePipeline:
         """A fresh tracker and vote (at the embedder's current threshold), and the stage that uses them."""
         self.tracker = Tracker(self.settings.tracking)
         self.vote: TemporalVote[Shot] = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
-        self.identity = IdentityStage(self.faces, self.tracker, self.vote, self.settings.quality)
+        self.identity = IdentityStage(
+            self.faces, self.tracker, self.vote, self.settings.quality, self.counters
+        )
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):
@@ -247,11 +369,15 @@ class LivePipeline:
         if decision is None:
             return None
         event = self.events.event(decision)
-        self.store.commit_match(event, self.match_topic, decision.best_item.described.descriptor)
-        self.matcher.watchlist.record_match(
+        # Held in memory (not sent) when the event store cannot be written: see EventStore.commit_or_hold.
+        # The review copy keeps every agreeing shot's embedding, so a reviewer's false-match verdict can
+        # cover the look-alike's other views, not only the best one (edge_agent.fleet.device `review`).
+        agreeing = decision.agreeing_items or (decision.best_item,)
+        embeddings = np.stack([shot.described.descriptor for shot in agreeing])
+        self.store.commit_or_hold(event, self.match_topic, embeddings)
+        self.audit.record(
             decision.subject_id,
-            actor=f"edge-agent:{self.settings.device_id}",
-            details={
+            {
                 "event_id": str(event.event_id),
                 "camera_id": event.camera_id,
                 "captured_at": event.captured_at.isoformat(),

@@ -1,9 +1,13 @@
 """Transparency reports: aggregate counts for a period of UTC days, from the event store and the audit log.
 
 Where each number comes from:
-- frames, faces seen, tracks, embeddings, matches: the event store's per-day counters (`counter_days`),
-  summed over the period. A day's counts are those the agent stored that day (every
-  `mqtt.health_interval_s` and at stop); counts from before per-day counting began are in no period.
+- frames, faces seen, tracks, embeddings (and the quality gates' rejections): the event store's per-day
+  counters (`counter_days`), summed over the period. A day's counts are those the agent stored that day
+  (every `mqtt.health_interval_s` and at stop; what was counted since the last store is lost with a
+  kill -9 or a power cut); counts from before per-day counting began are in no period.
+- matches (`counters.matches`): the match events decided in the period, from the watchlist's audit log,
+  the same durable rows as matches per watchlist, so the two always agree. Not the volatile per-day
+  counter of the pipeline, which lags (and can lose) the last seconds before a hard stop.
 - matches per watchlist and reviews required: the watchlist's audit log, `match` rows of the period joined
   with `subjects` for the watchlist name. Not the event store's review table: its rows are deleted after
   `events.review_days`, while the hash-chained audit log is the permanent record, so a report on a past
@@ -71,7 +75,11 @@ def build_report(
         agent_version=agent_version(),
         period=ReportPeriod(since=since, until=last),
         counted_since=counted_since,
-        counters=Counters(**{name: counters.get(name, 0) for name in Counters.model_fields}),
+        counters=Counters(
+            **{name: counters.get(name, 0) for name in Counters.model_fields}
+            # the durable audit rows, not the volatile counter (see the module docstring)
+            | {"matches": sum(by_watchlist.values())}
+        ),
         matches_by_watchlist=by_watchlist,
         reviews_required=sum(by_watchlist.values()),
         watchlist_changes=WatchlistChanges(**{f: actions.get(a, 0) for a, f in CHANGES.items()}),
@@ -147,7 +155,10 @@ def render_markdown(report: TransparencyReport) -> str:
         f"| faces seen | {counters.faces_seen} |",
         f"| face tracks | {counters.tracks} |",
         f"| embeddings computed | {counters.embeddings} |",
-        f"| matches | {counters.matches} |",
+        f"| match events (decided, from the audit log) | {counters.matches} |",
+        "",
+        "Frames, faces, tracks and embeddings are the counts the agent stored each day; match events are "
+        "the audit log's `match` rows, the same records as the table per watchlist below.",
         "",
     ]
     if report.counted_since is None or report.counted_since > period.since:

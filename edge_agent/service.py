@@ -9,7 +9,6 @@ for the next start. SIGHUP reopens the watchlist (after a sync or an edit by the
 from __future__ import annotations
 
 import logging
-import queue
 import signal
 import sqlite3
 import threading
@@ -20,23 +19,27 @@ from datetime import UTC, datetime
 from types import FrameType
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
 from edge_agent.capture.source import FrameSource, open_source, redact
 from edge_agent.config import Settings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import Publisher, Topics
+from edge_agent.events.mqtt import STOP_WAIT_S, Publisher, Topics
 from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import (
     CameraHealth,
     Counters,
     HealthMessage,
     MatchEvent,
-    Models,
     OutboxHealth,
     StatusMessage,
+    Storage,
 )
+from edge_agent.fleet.anchor import StatusAnchor, device_key, device_key_path
 from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
-from edge_agent.pipeline import LivePipeline, agent_version
+from edge_agent.fleet.inbox import CommandInbox
+from edge_agent.pipeline import LivePipeline, agent_version, models_of
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sysinfo import cpu_temperature_c, rss_mib
 from edge_agent.vision.manifest import ModelCatalog
@@ -88,7 +91,9 @@ class Agent:
         self.store: EventStore | None = None
         self.slot = LatestFrameSlot()
         self._flushed: dict[str, int] = {}
-        self._commands: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self.inbox = CommandInbox()
+        self._anchor = StatusAnchor(None, settings.device_id)
+        self._anchor_error: str | None = None
 
     # ---- control from other threads / signal handlers -------------------------------------------
 
@@ -118,9 +123,9 @@ class Agent:
         settings = self.settings
         faces = FacePipeline.from_settings(settings, self.catalog)
         watchlist = self._open_watchlist(faces)
-        store = self.store = EventStore.from_settings(settings.events)
+        store = self.store = EventStore.from_settings(settings.events, survive_faults=True, log=logger.info)
         topics = Topics(settings.mqtt.topic_prefix, settings.device_id)
-        models = Models(detector=faces.detector.model_id, embedder=faces.embedder.model_id)
+        models = models_of(faces)
         publisher = self.publisher = Publisher(
             settings.mqtt,
             settings.device_id,
@@ -137,8 +142,10 @@ class Agent:
                 device_id=settings.device_id, state="offline", agent_version=agent_version()
             ),
             log=logger.info,
-            on_command=lambda _topic, payload: self._commands.put(payload),
+            on_command=self.inbox.offer,
         )
+        self._anchor = StatusAnchor(self._device_key(), settings.device_id)
+        self._refresh_anchor(watchlist, publisher)
         pipeline = self.pipeline = LivePipeline(settings, faces, watchlist, store, topics.match)
         commands = self._command_processor(pipeline, store)
         source = self.source or open_source(settings.camera, logger.info)
@@ -158,16 +165,17 @@ class Agent:
             )
             self._loop(pipeline, publisher, store, source, commands)
         finally:
+            stopping = time.monotonic()  # the whole stop fits in events.drain_timeout_s (see _drain_time)
             self.notifier.stopping()
             runner.stop()
-            self._flush_counters(pipeline, store)
+            self._flush_counters(pipeline, store, final=True)
             if publisher.connected:  # the final counters of this run
                 publisher.publish_health(self.health(pipeline, store))
             if store.depth():
-                drained = publisher.drain(settings.events.drain_timeout_s)
+                drained = publisher.drain(self._drain_time(stopping))
                 if not drained:
                     logger.info("%d event(s) stay in the outbox for the next start", store.depth())
-            publisher.stop()
+            publisher.stop(self._offline_wait(stopping))
             store.close()
             pipeline.matcher.watchlist.close()
         if runner.fatal is not None:
@@ -209,23 +217,68 @@ class Agent:
                     "camera %s: end of %s", self.settings.camera.id, redact(self.settings.camera.source)
                 )
                 break
-            while not self._commands.empty():
-                result = answer(commands, self._commands.get(), publisher)
-                state = "accepted" if result.accepted else "refused"
-                logger.info("command %s: %s (%s)", result.command or "?", state, result.message)
+            self._run_commands(commands, publisher)
             now = time.monotonic()
+            if store.retry():  # a storage fault: held matches stored now (rate-limited, see EventStore)
+                publisher.wake()
+            pipeline.audit.retry()
             if self._reload.is_set():
                 self._reload.clear()
                 self._reopen_watchlist(pipeline)
             if health.due(now):
+                self._refresh_anchor(pipeline.matcher.watchlist, publisher)
+                self._log_suppressed_commands(commands)
                 self._flush_counters(pipeline, store)
                 publisher.publish_health(self.health(pipeline, store))
             if purge.due(now):
                 self._purge(pipeline, store)
             if not self._capture_stalled(now - last_frame):
                 self.notifier.pet()
+        self._log_suppressed_commands(commands)  # the last counts of this run
+
+    # ---- the audit anchor ------------------------------------------------------------------------
+
+    def _device_key(self) -> Ed25519PrivateKey | None:
+        path = device_key_path(self.settings.watchlist.path)
+        try:
+            return device_key(path)
+        except EdgeAgentError as exc:
+            logger.info("audit anchor: no device key, anchors are not published: %s", exc)
+            return None
+
+    def _refresh_anchor(self, watchlist: Watchlist, publisher: Publisher) -> None:
+        """The signed chain head into the retained status whenever it moved."""
+        try:
+            self._anchor.refresh(watchlist.conn, publisher, datetime.now(UTC))
+        except (sqlite3.Error, EdgeAgentError) as exc:
+            line = f"audit anchor: not refreshed: {exc}"
+            if line != self._anchor_error:
+                logger.info("%s", line)
+            self._anchor_error = line
+        else:
+            self._anchor_error = None
 
     # ---- fleet commands ------------------------------------------------------------------------
+
+    def _run_commands(self, commands: CommandProcessor, publisher: Publisher) -> None:
+        """Every command received since the last frame: answered and logged in one line each, except
+        refusals past the refusal limit, which are summed up in one line per health period."""
+        while (received := self.inbox.take()) is not None:
+            result = answer(commands, received, publisher)
+            if result is not None:
+                state = "accepted" if result.accepted else "refused"
+                logger.info("command %s: %s (%s)", result.command or "?", state, result.message)
+
+    def _log_suppressed_commands(self, commands: CommandProcessor) -> None:
+        suppressed = commands.flush_suppressed(self.inbox.take_dropped())
+        if suppressed:
+            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(suppressed.items()))
+            logger.info(
+                "commands: %d refused past the refusal limit or dropped with the inbox full (%s); "
+                "counted, not answered",
+                sum(suppressed.values()),
+                reasons,
+            )
 
     def _command_processor(self, pipeline: LivePipeline, store: EventStore) -> CommandProcessor:
         """Commands act on the live watchlist and vote; a target rate set by command outlives restarts."""
@@ -297,10 +350,13 @@ class Agent:
         self.notifier.ready(f"watching camera {self.settings.camera.id}")
 
     def _purge(self, pipeline: LivePipeline, store: EventStore) -> None:
-        expired = pipeline.matcher.watchlist.purge_expired(actor=f"edge-agent:{self.settings.device_id}")
+        actor = f"edge-agent:{self.settings.device_id}"
+        expired: list[object] = []
+        # a watchlist that cannot be written (full, read-only disk) is a state in health, not a crash
+        if pipeline.audit.guarded("purge expired subjects", lambda w: expired.extend(w.purge_expired(actor))):
+            pipeline.audit.guarded("forget expired nonces", lambda w: FleetState(w).forget_expired_nonces())
         if expired:
             logger.info("watchlist: %d expired subject(s) purged", len(expired))
-        FleetState(pipeline.matcher.watchlist).forget_expired_nonces()
         reviews = store.purge_reviews()
         if reviews:
             logger.info("review store: %d match record(s) past the review window deleted", reviews)
@@ -308,12 +364,29 @@ class Agent:
         if dropped:
             logger.info("outbox: %d unsent message(s) dropped past its bounds", dropped)
 
-    def _flush_counters(self, pipeline: LivePipeline, store: EventStore) -> None:
+    def _flush_counters(self, pipeline: LivePipeline, store: EventStore, final: bool = False) -> None:
+        """Stores the counts since the last flush; while the event store cannot be written they stay in
+        memory and go with a later flush. `final` (at stop): one last try for held matches and rows."""
+        if final:
+            store.retry(force=True)
+            pipeline.audit.retry(force=True)
         totals = pipeline.counters.as_dict()
         deltas = {name: value - self._flushed.get(name, 0) for name, value in totals.items()}
-        if any(deltas.values()):
-            store.add_counters(deltas)
-        self._flushed = totals
+        if not any(deltas.values()) or store.add_counters(deltas):
+            self._flushed = totals
+
+    def _budget(self, stopping: float) -> float:
+        return max(0.0, self.settings.events.drain_timeout_s - (time.monotonic() - stopping))
+
+    def _drain_time(self, stopping: float) -> float:
+        """What is left of `events.drain_timeout_s` since the stop began, less the wait for the broker's
+        acknowledgement of `offline` (up to `STOP_WAIT_S`, see `_offline_wait`), so the whole stop stays
+        within the drain timeout."""
+        budget = self._budget(stopping)
+        return budget - min(STOP_WAIT_S, budget)
+
+    def _offline_wait(self, stopping: float) -> float:
+        return min(STOP_WAIT_S, self._budget(stopping))
 
     def health(self, pipeline: LivePipeline, store: EventStore) -> HealthMessage:
         runner = self.runner
@@ -340,6 +413,7 @@ class Agent:
             ),
             counters=Counters(**pipeline.counters.as_dict()),
             last_match_at=pipeline.last_match_at,
+            storage=Storage(events=store.faults.health(), watchlist=pipeline.audit.faults.health()),
             cpu_temp_c=cpu_temperature_c(),
             rss_mib=round(rss_mib(), 1),
         )

@@ -14,6 +14,7 @@ import pytest
 
 from edge_agent.config import Settings
 from edge_agent.events.outbox import EventStore
+from edge_agent.fleet.anchor import device_key, device_key_path
 from edge_agent.service import Agent
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pipeline import FacePipeline
@@ -105,6 +106,7 @@ def test_privacy_unknown_faces_leave_no_trace(
     else:
         open_watchlist(settings, faces).close()
     EventStore.from_settings(settings.events).close()  # an existing device: its event store is there
+    device_key(device_key_path(settings.watchlist.path))  # and its audit-anchor key (made at first start)
     before_rows = {db: table_rows(db) for db in (settings.watchlist.path, settings.events.path)}
     before_files = files_under(device)
     subscriber = Subscriber(broker, "#").start()
@@ -310,3 +312,39 @@ def test_a_reload_that_fails_keeps_the_agent_running(
 
 
 _wait = functools.partial(wait_until, timeout_s=30.0)
+
+
+def test_a_stop_with_a_frozen_broker_takes_no_longer_than_the_drain_timeout(
+    tmp_path: Path, broker: Broker, catalog: ModelCatalog, faces: FacePipeline
+) -> None:
+    """SIGTERM while the broker is frozen (SIGSTOP: the TCP connection stays open, nothing answers) and
+    an event waits in the outbox: the whole stop (drain, then `offline` and its wait) fits in
+    `events.drain_timeout_s`, and the event stays in the outbox for the next start."""
+    drain_timeout_s = 3.0
+    settings = agent_settings(
+        tmp_path,
+        broker,
+        camera={"loop": True},
+        decision={"cooldown_s": 0.0},
+        events={"drain_timeout_s": drain_timeout_s},
+    )
+    enrol_demo_people(settings, faces)
+    subscriber = Subscriber(broker, MATCH_TOPIC).start()
+    agent = Agent(settings, catalog=catalog)
+    runner = threading.Thread(target=agent.run)
+    runner.start()
+    try:
+        subscriber.wait_for(1, MATCH_TOPIC, timeout_s=30)
+        broker.pause()
+        time.sleep(0.5)  # an acknowledgement the broker sent just before it froze is taken first
+        _wait(lambda: agent.store is not None and agent.store.depth() >= 1, "an event waiting in the outbox")
+    finally:
+        stopped = time.monotonic()
+        agent.stop()
+        runner.join(30)
+        took = time.monotonic() - stopped
+        broker.resume()
+    assert not runner.is_alive()
+    print(f"stop with a frozen broker: {took:.2f} s (drain_timeout_s {drain_timeout_s})")
+    assert took <= drain_timeout_s + 0.5, f"stop took {took:.2f} s"
+    assert table_rows(settings.events.path)["outbox"] >= 1  # kept for the next start

@@ -176,7 +176,8 @@ def test_a_false_match_verdict_stops_the_repeat_match(
 ) -> None:
     """The reviewer marks the agent's match event as a false match (a mechanism test: the demo clip's
     performer stands in for the wrongly matched passer-by). The event's kept embedding becomes an
-    exclusion of that subject: on the clip's later passes no event for him comes again."""
+    exclusion of that subject, every agreeing shot of the track: on the clip's later passes no event for
+    him comes again."""
     settings = _settings(tmp_path / "a", broker, "cam-a", central, decision={"cooldown_s": 0.0})
     people = enrol_demo_people(settings, faces)
     events = Subscriber(broker, f"{PREFIX}/cam-a/events/match").start()
@@ -189,6 +190,8 @@ def test_a_false_match_verdict_stops_the_repeat_match(
     _send(broker, review, "cam-a")
     [answer] = _results(results, 1)
     assert answer["accepted"] is True, answer
+    # every shot that voted for the match is excluded, not only the best one
+    assert answer["details"]["embeddings_excluded"] == first["frames_agreeing"] >= 2  # type: ignore[index]
     seen = len(events.messages())
     frames = agent.runner.frames if agent.runner else 0
     deadline = time.monotonic() + 60
@@ -198,3 +201,6 @@ def test_a_false_match_verdict_stops_the_repeat_match(
     with open_watchlist(settings, faces) as watchlist:
         [exclusion] = watchlist.exclusions(people["lin_manuel_miranda"])
     assert exclusion.event_id == first["event_id"]
+    with open_watchlist(settings, faces) as watchlist:
+        blob = watchlist.conn.execute("SELECT embedding FROM exclusions").fetchone()[0]
+    assert len(blob) == 4 * 128 * int(first["frames_agreeing"])

@@ -250,7 +250,7 @@ def test_a_v1_store_is_upgraded_in_place(tmp_path: Path, make_match_event: MakeE
         assert store.first_counted_day() == date(2026, 3, 1)
         assert store.depth() == 1
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
 
 
 def test_a_bad_embedding_writes_nothing(tmp_path: Path, make_match_event: MakeEvent) -> None:
@@ -260,8 +260,10 @@ def test_a_bad_embedding_writes_nothing(tmp_path: Path, make_match_event: MakeEv
         bad = np.full(128, np.nan, dtype=np.float32)
         with pytest.raises(EdgeAgentError, match="non-finite"):
             store.commit_match(make_match_event(), TOPIC, bad)
-        with pytest.raises(EdgeAgentError, match="1-D"):
-            store.commit_match(make_match_event(), TOPIC, np.zeros((2, 64), dtype=np.float32))
+        with pytest.raises(EdgeAgentError, match="vector or stack of vectors"):
+            store.commit_match(make_match_event(), TOPIC, np.zeros((2, 2, 32), dtype=np.float32))
+        with pytest.raises(EdgeAgentError, match="vector or stack of vectors"):
+            store.commit_match(make_match_event(), TOPIC, np.zeros((0, 128), dtype=np.float32))
         assert row_counts(path) == before
 
 
@@ -319,3 +321,66 @@ def test_commits_and_acks_from_two_threads(tmp_path: Path, make_match_event: Mak
         worker.join()
         assert acked == total
         assert store.dropped() == 0
+
+
+def test_storage_faults_are_named_from_real_errors(tmp_path: Path) -> None:
+    from edge_agent.events.storage import storage_fault
+
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(sqlite3.DatabaseError) as corrupt:
+        sqlite3.connect(garbage).execute("SELECT * FROM sqlite_master").fetchall()
+    assert storage_fault(corrupt.value, tmp_path) == "corrupt"
+    real = tmp_path / "real.db"
+    sqlite3.connect(real).execute("CREATE TABLE t (x)").connection.close()
+    read_only = sqlite3.connect(f"file:{real}?mode=ro", uri=True)
+    with pytest.raises(sqlite3.OperationalError) as refused:
+        read_only.execute("INSERT INTO t VALUES (1)")
+    read_only.close()
+    assert storage_fault(refused.value, tmp_path) == "read_only"
+    assert storage_fault(OSError(28, "No space left on device"), tmp_path) == "full"
+    assert storage_fault(sqlite3.IntegrityError("UNIQUE constraint failed"), tmp_path) is None
+
+
+def test_a_corrupt_store_is_moved_aside_in_survive_mode_only(
+    tmp_path: Path, make_match_event: MakeEvent
+) -> None:
+    path = tmp_path / "events.db"
+    garbage = b"garbage, not SQLite\n" * 300
+    path.write_bytes(garbage)
+    with pytest.raises(EdgeAgentError, match="not a usable event store"):
+        open_store(path)  # the CLI and reports: one line, nothing moved
+    assert path.read_bytes() == garbage
+    lines: list[str] = []
+    with EventStore.open(
+        path, max_events=10, max_age_s=60.0, review_days=1.0, survive_faults=True, log=lines.append
+    ) as store:
+        (aside,) = tmp_path.glob("events.db.corrupt-*")
+        assert aside.read_bytes() == garbage
+        assert store.faults.ok and store.faults.moved_aside == str(aside)
+        assert store.commit_match(make_match_event(), TOPIC, vector(1)) >= 1
+        assert store.depth() == 1
+    assert any("moved aside" in line and aside.name in line for line in lines)
+
+
+def test_an_unopenable_store_starts_unopened_holds_matches_and_opens_later(
+    tmp_path: Path, make_match_event: MakeEvent
+) -> None:
+    """Survive mode: a folder that cannot be created (a file is in the way) is a fault state, not an
+    exception; matches wait in memory, in order, and are committed once `retry()` can open the store."""
+    blocker = tmp_path / "events"
+    blocker.write_text("a file where the folder should be")
+    path = blocker / "events.db"
+    store = EventStore.open(path, max_events=10, max_age_s=60.0, review_days=1.0, survive_faults=True)
+    try:
+        assert store.faults.state == "error" and store.depth() == 0 and store.pending() == []
+        events = [make_match_event() for _ in range(3)]
+        assert [store.commit_or_hold(event, TOPIC, vector(i)) for i, event in enumerate(events)] == [None] * 3
+        assert store.held == 3 and store.add_counters({"frames": 5}) is False
+        assert store.retry(force=True) == 0  # still in the way
+        blocker.unlink()
+        assert store.retry(force=True) == 3
+        assert store.faults.ok and store.held == 0
+        assert [m.message_id for m in store.pending()] == [str(event.event_id) for event in events]
+    finally:
+        store.close()

@@ -28,6 +28,7 @@ from edge_agent.service import Agent
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pipeline import FacePipeline
 from edge_agent.watchlist import audit
+from edge_agent.watchlist.store import Watchlist
 from tests.agent_kit import (
     DEMO_CLIP,
     DEVICE,
@@ -38,6 +39,8 @@ from tests.agent_kit import (
     open_watchlist,
 )
 from tests.broker import Broker, Subscriber
+
+EMBEDDING_DIMENSIONS = 128  # the configured embedder's (dlib's descriptor)
 
 REPORT_TOPIC = f"{PREFIX}/{DEVICE}/report"
 FLUSH_EVERY = 100  # frames between counter flushes, as the agent's health timer would
@@ -175,11 +178,11 @@ def test_matches_stay_counted_after_the_review_window_and_a_removal(
         assert store.purge_reviews() == len(demo_run.events)
     matched = demo_run.events[0].subject_id
     now = datetime.now(UTC)
+    with Watchlist.for_settings(settings, EMBEDDING_DIMENSIONS) as watchlist:
+        watchlist.remove(matched, actor="op", why="test")  # through the store: the audit chain stays whole
     conn = sqlite3.connect(settings.watchlist.path, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute("UPDATE subjects SET status = 'removed' WHERE id = ?", (matched,))
-        audit.append(conn, actor="op", action="remove", subject_id=matched, details={}, at=now)
         for action in ("command", "command", "command_rejected"):
             audit.append(conn, actor="fleet", action=action, subject_id=None, details={}, at=now)
         conn.execute("COMMIT")
@@ -269,3 +272,24 @@ def test_bad_periods_and_missing_stores_are_one_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "events.db: no event store there" in err
     assert not (tmp_path / "empty" / "events.db").exists()  # looking created nothing
+
+
+def test_matches_come_from_the_durable_audit_rows_not_the_volatile_counter(
+    demo_run: DemoRun, tmp_path: Path
+) -> None:
+    """A kill -9 loses the counts since the last flush: here the per-day `matches` counter lost the match
+    (as if the agent died after committing it, before storing its counts). The report's matches are the
+    audit log's, so `counters.matches` and the per-watchlist table still agree with the events."""
+    folder = tmp_path / "device"
+    shutil.copytree(demo_run.folder, folder)
+    settings = settings_for(folder)
+    conn = sqlite3.connect(settings.events.path, isolation_level=None)
+    try:
+        conn.execute("UPDATE counter_days SET value = 0 WHERE name = 'matches'")
+    finally:
+        conn.close()
+    report = build_report(settings, *demo_run.days)
+    assert report.counters.matches == sum(report.matches_by_watchlist.values()) == len(demo_run.events) == 1
+    assert report.counters.frames == 275  # the other counts are the stored ones
+    markdown = render_markdown(report)
+    assert "| match events (decided, from the audit log) | 1 |" in markdown

@@ -85,7 +85,7 @@ class Listener:
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         try:
             while (deadline is None or time.monotonic() < deadline) and not (stop and stop.is_set()):
-                if self._subscription.refused.is_set():  # cannot log in: say so and end
+                if self._subscription.failed.is_set():  # never connected (why: last_error): end
                     break
                 wait = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
                 try:

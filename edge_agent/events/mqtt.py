@@ -228,6 +228,23 @@ class _Client(mqtt.Client):
             raise
 
 
+def socket_error_text(address: str, exc: OSError, tls: bool) -> str:
+    """Why a connection attempt failed, in one line. With TLS, a broker that resets or closes the connection
+    during the handshake is most likely a plain MQTT port: the line says the handshake failed, not that
+    the broker cannot be reached (it was reached)."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"broker {address} certificate not trusted: {exc.verify_message}"
+    if isinstance(exc, ssl.SSLError):
+        return f"TLS handshake with broker {address} failed: {exc.reason or exc}"
+    closed = isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError)
+    if tls and closed:
+        return (
+            f"TLS handshake with broker {address} failed: the broker closed the connection "
+            f"({exc.strerror or exc}); is it a plain MQTT port?"
+        )
+    return f"cannot reach broker {address}: {exc.strerror or exc}"
+
+
 def _reason_text(reason: ReasonCode) -> str:
     text = str(reason)
     return text[:1].lower() + text[1:]
@@ -332,6 +349,13 @@ class Publisher:
             self._kick = True
             self._state.notify_all()
 
+    def update_status(self, online: StatusMessage, offline: StatusMessage) -> None:
+        """New contents for the retained status (a new audit anchor): published now when connected, and
+        on every connect after; `offline` is what a clean stop publishes (the last will stays as set)."""
+        self.online, self.offline = online, offline
+        if self.connected:
+            self._client.publish(self.topics.status, self._status(online), qos=1, retain=True)
+
     def publish_health(self, message: HealthMessage) -> bool:
         """QoS 0, not retained; False (nothing queued) while disconnected: health is not worth keeping."""
         if not self.connected:
@@ -352,8 +376,9 @@ class Publisher:
             with self._state:
                 self._state.wait(min(remaining, 0.1))
 
-    def stop(self) -> None:
-        """Stops sending, publishes `offline` (retained) and waits briefly for it, then disconnects."""
+    def stop(self, wait_s: float = STOP_WAIT_S) -> None:
+        """Stops sending, publishes `offline` (retained) and waits up to `wait_s` for the broker's
+        acknowledgement, then disconnects."""
         with self._state:
             self._stopping = True
             self._state.notify_all()
@@ -369,7 +394,7 @@ class Publisher:
         if info is not None and info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
             # RuntimeError: the connection went meanwhile, and the broker publishes the will instead
             with contextlib.suppress(RuntimeError):
-                info.wait_for_publish(STOP_WAIT_S)
+                info.wait_for_publish(max(0.0, wait_s))
         self._client.disconnect()
         self._client.loop_stop()
         with self._state:
@@ -431,8 +456,14 @@ class Publisher:
     # ---- paho's callbacks (network thread) ------------------------------------------------------------
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        if self.on_command is not None and self.topics.is_command(message.topic):
-            self.on_command(message.topic, bytes(message.payload))
+        """Hands a command to the agent's inbox, which bounds it; nothing a message holds may end paho's
+        network thread (a topic that is not UTF-8 makes `message.topic` raise)."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            return
+        if self.on_command is not None and self.topics.is_command(topic):
+            self.on_command(topic, bytes(message.payload))
 
     def _on_connect(
         self,
@@ -517,13 +548,7 @@ class Publisher:
                 self._paho_error = text
 
     def _on_socket_error(self, exc: OSError) -> None:
-        if isinstance(exc, ssl.SSLCertVerificationError):
-            line = f"broker {self.address} certificate not trusted: {exc.verify_message}"
-        elif isinstance(exc, ssl.SSLError):
-            line = f"TLS with broker {self.address} failed: {exc.reason or exc}"
-        else:
-            line = f"cannot reach broker {self.address}: {exc.strerror or exc}"
-        self._report(line)
+        self._report(socket_error_text(self.address, exc, self.settings.uses_tls))
 
     # ---- helpers --------------------------------------------------------------------------------------
 

@@ -33,6 +33,7 @@ def _utc(moment: datetime) -> datetime:
 
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
 Name = Annotated[str, Field(min_length=1, max_length=128)]
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 
 
 class Payload(BaseModel):
@@ -43,8 +44,14 @@ class Payload(BaseModel):
 
 
 class Models(Payload):
+    """The model builds that produced the payload: the manifest ids, and the sha256 of each file as loaded
+    (checked against the manifest at load). The hashes are optional in the schema (added in 0.1.x, so
+    `edge-agent.match/1` stays) and always sent by this agent."""
+
     detector: Name
     embedder: Name
+    detector_sha256: Sha256 | None = Field(None, description="sha256 of the detector file the agent loaded.")
+    embedder_sha256: Sha256 | None = Field(None, description="sha256 of the embedder file the agent loaded.")
 
 
 class FalseMatchRate(Payload):
@@ -94,6 +101,16 @@ class MatchEvent(Payload):
     )
 
 
+class SignedEnvelope(Payload):
+    """An Ed25519-signed envelope (`edge_agent.signed`): the signature covers the base64-decoded payload."""
+
+    format: str = Field(max_length=64)
+    version: int = Field(ge=1)
+    payload: str = Field(max_length=8192, description="Base64 of the signed payload bytes.")
+    signer: str = Field(pattern=r"^[0-9a-f]{64}$", description="The signer's Ed25519 public key, hex.")
+    signature: str = Field(pattern=r"^[0-9a-f]{128}$", description="Ed25519 signature of the payload, hex.")
+
+
 class StatusMessage(Payload):
     """Retained on `<prefix>/<device>/status`; the broker publishes the `offline` one as the last will."""
 
@@ -104,6 +121,11 @@ class StatusMessage(Payload):
     agent_version: str
     camera_id: Name | None = None
     models: Models | None = None
+    audit_anchor: SignedEnvelope | None = Field(
+        None,
+        description="The watchlist's audit chain head (`<row id>:<hash>` in an `edge-agent-audit-anchor` "
+        "envelope signed by the device key): record it, and `audit verify --against` it later.",
+    )
 
 
 class Latency(Payload):
@@ -134,6 +156,50 @@ class Counters(Payload):
     tracks: int = Field(ge=0)
     embeddings: int = Field(ge=0)
     matches: int = Field(ge=0)
+    rejected_size: int = Field(
+        0, ge=0, description="Faces refused by the live gate: box narrower than min_face_px."
+    )
+    rejected_truncated: int = Field(
+        0, ge=0, description="Faces refused by the live gate: cut off at the frame edge (edge_margin)."
+    )
+    rejected_pose: int = Field(
+        0,
+        ge=0,
+        description="Faces refused by the live gate: head turn or tilt beyond max_yaw_deg/max_roll_deg.",
+    )
+    rejected_blur: int = Field(
+        0, ge=0, description="Faces refused by the live gate: sharpness below min_sharpness."
+    )
+    rejected_brightness: int = Field(
+        0, ge=0, description="Faces refused by the live gate: chip too dark or too bright."
+    )
+
+
+class StorageHealth(Payload):
+    """Whether one database's writes land. Not `ok`: the agent keeps running and counting, stops writing
+    there, retries every few seconds and resumes by itself when it can."""
+
+    state: Literal["ok", "full", "read_only", "corrupt", "error"] = Field(
+        description="ok; full (no space); read_only (read-only file system or file); corrupt (the file "
+        "was moved aside and a fresh one started); error (an I/O or other storage error)."
+    )
+    since: UtcTime = Field(description="When it entered this state (the start, for ok since start).")
+    last_error: str | None = Field(None, description="The latest storage error, in one line.")
+    held: int = Field(
+        ge=0,
+        description="Decided matches kept in memory because they could not be stored yet; stored (and "
+        "then sent) when writes land again; lost if the agent stops first.",
+    )
+    lost: int = Field(
+        ge=0,
+        description="Decided matches dropped past the in-memory limit since start: never stored, never sent.",
+    )
+    moved_aside: str | None = Field(None, description="Where a corrupt database was moved, since start.")
+
+
+class Storage(Payload):
+    events: StorageHealth = Field(description="The event store (outbox, review copies, counters).")
+    watchlist: StorageHealth = Field(description="Match audit rows in the watchlist database.")
 
 
 class HealthMessage(Payload):
@@ -148,6 +214,7 @@ class HealthMessage(Payload):
     outbox: OutboxHealth
     counters: Counters
     last_match_at: UtcTime | None = Field(None, description="Decision time of the latest match event.")
+    storage: Storage | None = Field(None, description="Whether the agent's databases can be written.")
     cpu_temp_c: float | None = None
     rss_mib: float | None = None
 
@@ -192,7 +259,9 @@ class TransparencyReport(Payload):
         None, description="First UTC day with per-day counts on this device; earlier frames are in no period."
     )
     counters: Counters = Field(
-        description="What the pipeline processed in the period, by the UTC day the counts were stored."
+        description="What the pipeline processed in the period, by the UTC day the counts were stored; "
+        "`matches` alone is counted from the audit log's match rows (durable, so it equals the sum of "
+        "`matches_by_watchlist`)."
     )
     matches_by_watchlist: dict[str, int] = Field(
         description="Match events decided in the period per watchlist (from the audit log)."

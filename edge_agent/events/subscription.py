@@ -1,7 +1,12 @@
 """One QoS 1 subscription from `MqttSettings`: the part every subscriber of ours shares (the `listen`
 command, the benchmarks' arrival recorder, the tests' subscriber): connect, subscribe on every
 (re)connect, say when the broker confirmed it or refused the login, and hand each message to a callback
-on paho's thread."""
+on paho's thread.
+
+Connection problems are kept in `last_error` (one line); a subscription that never got connected sets
+`failed` at its first problem (no broker, an untrusted certificate, TLS against a plain port or plain
+against a TLS port, a refused login), so a command-line subscriber can say so and end. It keeps retrying
+all the same: one that was connected once rides out a broker restart."""
 
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import configure_client
+from edge_agent.events.mqtt import _Client, configure_client, socket_error_text
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 
@@ -37,10 +42,13 @@ class Subscription:
         self.settings = settings
         self.topic = topic
         self.subscribed = threading.Event()
-        self.refused = threading.Event()
+        self.refused = threading.Event()  # the broker refused the login
+        self.failed = threading.Event()  # the first connection failed (refused, or any other reason)
+        self.connected_once = False
         self.last_error: str | None = None
+        self.address = f"{settings.host}:{settings.port}"
         self._deliver = on_message
-        self.client = mqtt.Client(
+        self.client = _Client(
             CallbackAPIVersion.VERSION2,
             client_id=client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}",
             clean_session=not persistent,
@@ -50,6 +58,8 @@ class Subscription:
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_socket_error = self._on_socket_error
 
     def _on_connect(
         self,
@@ -60,10 +70,35 @@ class Subscription:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self.last_error = f"broker refused the connection: {reason}"
+            self.last_error = f"broker {self.address} refused the connection: {reason}"
             self.refused.set()
+            self.failed.set()
             return
+        self.connected_once = True
+        self.last_error = None
         client.subscribe(self.topic, qos=1)
+
+    def _problem(self, line: str) -> None:
+        if self.refused.is_set():  # the refusal says more than the disconnect that follows it
+            return
+        self.last_error = line
+        if not self.connected_once:
+            self.failed.set()
+
+    def _on_socket_error(self, exc: OSError) -> None:
+        self._problem(socket_error_text(self.address, exc, self.settings.uses_tls))
+
+    def _on_disconnect(
+        self,
+        client: mqtt.Client,
+        userdata: object,
+        flags: mqtt.DisconnectFlags,
+        reason: ReasonCode,
+        properties: Properties | None,
+    ) -> None:
+        if not self.connected_once and not self.refused.is_set():
+            hint = "" if self.settings.uses_tls else " (a TLS port? set mqtt.tls and mqtt.ca_file)"
+            self._problem(f"broker {self.address} closed the connection before accepting it{hint}")
 
     def _on_subscribe(
         self,

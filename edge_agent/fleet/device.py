@@ -306,6 +306,12 @@ def answer(processor: CommandProcessor, received: Received, publisher: Publisher
     if result is None:
         return None
     message = result.as_message(processor.device_id, datetime.now(UTC))
-    processor.store.enqueue(str(uuid.uuid4()), publisher.topics.cmd_result, message.to_json())
+    try:
+        processor.store.enqueue(str(uuid.uuid4()), publisher.topics.cmd_result, message.to_json())
+    except (sqlite3.Error, EdgeAgentError) as exc:  # the event store cannot be written (a full disk)
+        processor.store_errors += 1
+        processor.last_store_error = f"answer not queued: {exc}"
+        result.message += f" (its answer could not be stored: {exc})"
+        return result
     publisher.wake()
     return result

@@ -475,7 +475,11 @@ class Watchlist:
                 ),
             )
             assert cursor.lastrowid is not None
-            details: dict[str, object] = {"event_id": event_id, "expires_at": expiry, "model_id": self.model_id}
+            details: dict[str, object] = {
+                "event_id": event_id,
+                "expires_at": expiry,
+                "model_id": self.model_id,
+            }
             if len(embedding) > 1:
                 details["embeddings"] = len(embedding)
             audit.append(
