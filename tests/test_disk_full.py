@@ -21,7 +21,7 @@ import sqlite3
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -213,6 +213,32 @@ def test_a_disk_that_fills_holds_matches_and_delivers_them_all_when_space_return
     )
 
 
+def hold_then_deliver(
+    settings: Settings,
+    broker: Broker,
+    catalog: ModelCatalog,
+    caplog: pytest.LogCaptureFixture,
+    thread_errors: list[str],
+    state: str,
+    release: Callable[[], None],
+) -> None:
+    """A live agent whose event store starts in `state`: health says so, a decided match is held and not
+    sent; after `release()` every decided match is stored and reaches the broker, with no traceback."""
+    subscriber = Subscriber(broker, f"{PREFIX}/{DEVICE}/#").start()
+    caplog.set_level(logging.INFO, logger="edge_agent")
+    with LiveAgent(settings, catalog) as live:
+        _wait(lambda: (storage(subscriber) or {}).get("state") == state, f"health saying {state}")
+        _wait(lambda: live.store.held >= 1, "a match held in memory")
+        assert live.thread.is_alive() and subscriber.messages(MATCH_TOPIC) == []
+        release()
+        _wait(lambda: live.store.held == 0 and live.store.depth() == 0, "held matches stored and sent")
+        decided = list(live.decided)
+    assert live.result == [0]
+    received = {event["event_id"] for event in payloads(subscriber.wait_for(len(decided), MATCH_TOPIC))}
+    assert set(decided) <= received
+    no_tracebacks(caplog, thread_errors)
+
+
 def test_a_start_on_a_full_disk_stays_up_and_catches_up(
     small_disk: Path,
     tmp_path: Path,
@@ -227,21 +253,7 @@ def test_a_start_on_a_full_disk_stays_up_and_catches_up(
     enrol_demo_people(settings, faces)
     EventStore.from_settings(settings.events).close()
     filler = fill(small_disk)
-    subscriber = Subscriber(broker, f"{PREFIX}/{DEVICE}/#").start()
-    caplog.set_level(logging.INFO, logger="edge_agent")
-    with LiveAgent(settings, catalog) as live:
-        _wait(
-            lambda: (storage(subscriber) or {}).get("state") == "full", "health saying full after the start"
-        )
-        _wait(lambda: live.store.held >= 1, "a match held in memory")
-        assert live.thread.is_alive() and subscriber.messages(MATCH_TOPIC) == []
-        filler.unlink()
-        _wait(lambda: live.store.held == 0 and live.store.depth() == 0, "held matches stored and sent")
-        decided = list(live.decided)
-    assert live.result == [0]
-    received = {event["event_id"] for event in payloads(subscriber.wait_for(len(decided), MATCH_TOPIC))}
-    assert set(decided) <= received
-    no_tracebacks(caplog, thread_errors)
+    hold_then_deliver(settings, broker, catalog, caplog, thread_errors, "full", filler.unlink)
 
 
 def test_a_read_only_file_system_is_a_state_until_it_is_writable(
@@ -260,20 +272,12 @@ def test_a_read_only_file_system_is_a_state_until_it_is_writable(
     EventStore.from_settings(settings.events).close()
     remounted = _mount("-o", "remount,ro", str(small_disk))
     assert remounted.returncode == 0, remounted.stderr
-    subscriber = Subscriber(broker, f"{PREFIX}/{DEVICE}/#").start()
-    caplog.set_level(logging.INFO, logger="edge_agent")
-    with LiveAgent(settings, catalog) as live:
-        _wait(lambda: (storage(subscriber) or {}).get("state") == "read_only", "health saying read_only")
-        _wait(lambda: live.store.held >= 1, "a match held in memory")
-        assert subscriber.messages(MATCH_TOPIC) == []
+
+    def writable() -> None:
         remounted = _mount("-o", "remount,rw", str(small_disk))
         assert remounted.returncode == 0, remounted.stderr
-        _wait(lambda: live.store.held == 0 and live.store.depth() == 0, "held matches stored and sent")
-        decided = list(live.decided)
-    assert live.result == [0]
-    received = {event["event_id"] for event in payloads(subscriber.wait_for(len(decided), MATCH_TOPIC))}
-    assert set(decided) <= received
-    no_tracebacks(caplog, thread_errors)
+
+    hold_then_deliver(settings, broker, catalog, caplog, thread_errors, "read_only", writable)
 
 
 def test_a_corrupt_event_store_is_moved_aside_and_a_fresh_one_used(
