@@ -24,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
 from edge_agent.capture.source import FrameSource, open_source, redact
 from edge_agent.config import Settings
+from edge_agent.engine.live import LivePipeline, agent_version, models_of
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import STOP_WAIT_S, Publisher, Topics
 from edge_agent.events.outbox import EventStore
@@ -39,12 +40,11 @@ from edge_agent.events.schema import (
 from edge_agent.fleet.anchor import StatusAnchor, device_key, device_key_path
 from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
 from edge_agent.fleet.inbox import CommandInbox
-from edge_agent.pipeline import LivePipeline, agent_version, models_of
+from edge_agent.fleet.state import FleetState
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sysinfo import cpu_temperature_c, rss_mib
+from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
-from edge_agent.vision.pipeline import FacePipeline
-from edge_agent.watchlist.fleet_state import FleetState
 from edge_agent.watchlist.store import Watchlist
 
 logger = logging.getLogger("edge_agent")

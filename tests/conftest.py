@@ -13,14 +13,15 @@ import numpy.typing as npt
 import pytest
 
 from edge_agent.config import DetectorSettings, RuntimeSettings
-from edge_agent.evaluation.datasets import people_and_strangers
 from edge_agent.events.schema import MatchEvent
+from edge_agent.lab.demo.kit import default_kit
+from edge_agent.lab.evaluation.datasets import people_and_strangers
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.manifest import ModelCatalog
-from tests.broker import Broker, Pki
+from tests.kits.broker import Broker, Pki
 
 REPO = Path(__file__).resolve().parent.parent
-DEMO_KIT = REPO / "tests" / "data" / "demo"
+DEMO_KIT = default_kit()
 
 
 def _faces_dir() -> Path:
@@ -52,7 +53,7 @@ class DlibReferenceFace:
 def dlib_reference(faces_dir: Path) -> dict[Path, DlibReferenceFace]:
     """dlib's pipeline (HOG + 5-point + ResNet) on every people/ and strangers/ photo, run once."""
     from edge_agent.capture.media import read_image
-    from edge_agent.evaluation.dlib_reference import DlibPipeline
+    from edge_agent.lab.evaluation.dlib_reference import DlibPipeline
 
     pipeline = DlibPipeline()
     found = {}
@@ -98,7 +99,7 @@ def project_descriptors(faces_dir: Path, catalog: ModelCatalog) -> dict[Path, np
     """The project pipeline's descriptor of the largest face of every people/ and strangers/ photo."""
     from edge_agent.capture.media import read_image
     from edge_agent.config import load_settings
-    from edge_agent.vision.pipeline import FacePipeline
+    from edge_agent.vision.faces import FacePipeline
 
     pipeline = FacePipeline.from_settings(load_settings(None, use_environment=False), catalog)
     found = {}
@@ -109,7 +110,7 @@ def project_descriptors(faces_dir: Path, catalog: ModelCatalog) -> dict[Path, np
     return found
 
 
-# ---- events and MQTT: match events for transport tests, a real mosquitto per test (tests/broker.py) ----
+# ---- events and MQTT: match events for transport tests, a real mosquitto per test (tests/kits/broker.py) --
 
 
 @pytest.fixture
@@ -178,6 +179,6 @@ def broker(broker_factory: Callable[..., Broker]) -> Broker:
 @pytest.fixture
 def pki(tmp_path: Path) -> Pki:
     """A test CA with a server certificate for 127.0.0.1/localhost and a client certificate."""
-    from tests.broker import make_pki
+    from tests.kits.broker import make_pki
 
     return make_pki(tmp_path / "pki")

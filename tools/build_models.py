@@ -51,9 +51,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dlib_resnet import census, read_dlib_net
 from manifest_blocks import file_entry, replace_block
 
-from edge_agent.evaluation.datasets import people_and_strangers, photos_in
-from edge_agent.evaluation.dlib_reference import DlibPipeline
 from edge_agent.files import atomic_write_bytes
+from edge_agent.lab.evaluation.datasets import people_and_strangers, photos_in
+from edge_agent.lab.evaluation.dlib_reference import DlibPipeline
 from edge_agent.vision.manifest import sha256_of
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -28,10 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.bench.report import package_versions
 from edge_agent.config import load_settings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.evaluation.datasets import (
+from edge_agent.lab.evaluation.datasets import (
     LabelledPhoto,
     Pair,
     load_identity_folders,
@@ -39,10 +38,11 @@ from edge_agent.evaluation.datasets import (
     pair_images,
     photos_in,
 )
-from edge_agent.evaluation.dlib_reference import DlibPipeline
-from edge_agent.evaluation.report import PipelineAccuracy, format_report, write_accuracy_report
-from edge_agent.evaluation.run import Described, Describer, accuracy_of, cross_pipeline, describe_photos
-from edge_agent.vision.pipeline import FacePipeline
+from edge_agent.lab.evaluation.dlib_reference import DlibPipeline
+from edge_agent.lab.evaluation.report import PipelineAccuracy, format_report, write_accuracy_report
+from edge_agent.lab.evaluation.run import Described, Describer, accuracy_of, cross_pipeline, describe_photos
+from edge_agent.lab.markdown import package_versions
+from edge_agent.vision.faces import FacePipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 DLIB_THRESHOLD = 0.6

@@ -48,9 +48,9 @@ sys.path.insert(0, str(ROOT))
 
 from edge_agent.capture.media import read_frames, read_image  # noqa: E402
 from edge_agent.config import QualitySettings, Settings  # noqa: E402
-from edge_agent.evaluation.datasets import people_and_strangers  # noqa: E402
+from edge_agent.lab.evaluation.datasets import people_and_strangers  # noqa: E402
 from edge_agent.types import Face, RGBImage  # noqa: E402
-from edge_agent.vision.pipeline import FacePipeline  # noqa: E402
+from edge_agent.vision.faces import FacePipeline  # noqa: E402
 from edge_agent.vision.quality import assess, detector_gate_failures, edge_gap  # noqa: E402
 
 VIDEO_EVERY = 5

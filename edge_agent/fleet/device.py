@@ -31,8 +31,8 @@ from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import CommandResultMessage
 from edge_agent.fleet.command import Command, CommandRefusedError, max_envelope, open_command
 from edge_agent.fleet.inbox import Received, RefusalLimiter
+from edge_agent.fleet.state import FleetState
 from edge_agent.signed import parse_public_key, short
-from edge_agent.watchlist.fleet_state import FleetState
 from edge_agent.watchlist.store import Watchlist
 from edge_agent.watchlist.transfer import import_bundle, open_bundle
 

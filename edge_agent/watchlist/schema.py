@@ -21,7 +21,7 @@ wrongly matched face's embedding (float32 little-endian), so that face no longer
   A database without subjects gets no such row;
 - `command_refusals` (one row per refused command: when, the refusal reason code, the envelope's
   SHA-256, and the one-line why) and `command_refusal_counts` (per UTC day and reason), written by
-  `edge_agent.watchlist.fleet_state`.
+  `edge_agent.fleet.state`.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ _V2 = (
 )
 
 
-# v3: fleet commands (edge_agent.watchlist.fleet_state): nonces seen (replays are refused), command keys
+# v3: fleet commands (edge_agent.fleet.state): nonces seen (replays are refused), command keys
 # added or retired by `rotate_keys`, settings set by command.
 _V3 = (
     """CREATE TABLE command_nonces (
