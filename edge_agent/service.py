@@ -17,14 +17,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import FrameType
-from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
+from edge_agent import agent_version
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
 from edge_agent.capture.source import FrameSource, open_source, redact
 from edge_agent.config import Settings
-from edge_agent.engine.live import LivePipeline, agent_version, models_of
+from edge_agent.engine.live import LivePipeline, open_watchlist
+from edge_agent.engine.match_event import models_of
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.mqtt import STOP_WAIT_S, Publisher, Topics
 from edge_agent.events.outbox import EventStore
@@ -37,15 +36,11 @@ from edge_agent.events.schema import (
     StatusMessage,
     Storage,
 )
-from edge_agent.fleet.anchor import StatusAnchor, device_key, device_key_path
-from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
-from edge_agent.fleet.inbox import CommandInbox
-from edge_agent.fleet.state import FleetState
+from edge_agent.fleet.link import FleetLink, forget_expired_nonces
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sysinfo import cpu_temperature_c, rss_mib
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
-from edge_agent.watchlist.store import Watchlist
 
 logger = logging.getLogger("edge_agent")
 
@@ -91,9 +86,7 @@ class Agent:
         self.store: EventStore | None = None
         self.slot = LatestFrameSlot()
         self._flushed: dict[str, int] = {}
-        self.inbox = CommandInbox()
-        self._anchor = StatusAnchor(None, settings.device_id)
-        self._anchor_error: str | None = None
+        self.fleet = FleetLink(settings)
 
     # ---- control from other threads / signal handlers -------------------------------------------
 
@@ -122,32 +115,13 @@ class Agent:
     def run(self) -> int:
         settings = self.settings
         faces = FacePipeline.from_settings(settings, self.catalog)
-        watchlist = self._open_watchlist(faces)
+        watchlist = open_watchlist(settings, faces)
         store = self.store = EventStore.from_settings(settings.events, survive_faults=True, log=logger.info)
         topics = Topics(settings.mqtt.topic_prefix, settings.device_id)
-        models = models_of(faces)
-        publisher = self.publisher = Publisher(
-            settings.mqtt,
-            settings.device_id,
-            store,
-            online=StatusMessage(
-                device_id=settings.device_id,
-                state="online",
-                at=datetime.now(UTC),
-                agent_version=agent_version(),
-                camera_id=settings.camera.id,
-                models=models,
-            ),
-            offline=StatusMessage(
-                device_id=settings.device_id, state="offline", agent_version=agent_version()
-            ),
-            log=logger.info,
-            on_command=self.inbox.offer,
-        )
-        self._anchor = StatusAnchor(self._device_key(), settings.device_id)
-        self._refresh_anchor(watchlist, publisher)
+        publisher = self.publisher = self._publisher(faces, store)
         pipeline = self.pipeline = LivePipeline(settings, faces, watchlist, store, topics.match)
-        commands = self._command_processor(pipeline, store)
+        self.fleet.connect(pipeline, store)
+        self.fleet.refresh_anchor(watchlist, publisher)
         source = self.source or open_source(settings.camera, logger.info)
         runner = self.runner = CaptureRunner(source, self.slot, settings.camera, log=logger.info)
         try:
@@ -160,27 +134,56 @@ class Agent:
                 settings.camera.id,
                 redact(settings.camera.source),
                 watchlist.stats().live_subjects,
-                faces.embedder.threshold,
+                pipeline.threshold,
                 settings.embedder.target_fmr,
             )
-            self._loop(pipeline, publisher, store, source, commands)
+            self._loop(pipeline, publisher, store, source)
         finally:
-            stopping = time.monotonic()  # the whole stop fits in events.drain_timeout_s (see _drain_time)
-            self.notifier.stopping()
-            runner.stop()
-            self._flush_counters(pipeline, store, final=True)
-            if publisher.connected:  # the final counters of this run
-                publisher.publish_health(self.health(pipeline, store))
-            if store.depth():
-                drained = publisher.drain(self._drain_time(stopping))
-                if not drained:
-                    logger.info("%d event(s) stay in the outbox for the next start", store.depth())
-            publisher.stop(self._offline_wait(stopping))
-            store.close()
-            pipeline.matcher.watchlist.close()
+            self._shut_down(pipeline, publisher, store, runner)
         if runner.fatal is not None:
             raise runner.fatal
         return 0
+
+    def _publisher(self, faces: FacePipeline, store: EventStore) -> Publisher:
+        """The MQTT publisher of this run: retained `online` with the models, `offline` as the last will."""
+        settings = self.settings
+        return Publisher(
+            settings.mqtt,
+            settings.device_id,
+            store,
+            online=StatusMessage(
+                device_id=settings.device_id,
+                state="online",
+                at=datetime.now(UTC),
+                agent_version=agent_version(),
+                camera_id=settings.camera.id,
+                models=models_of(faces),
+            ),
+            offline=StatusMessage(
+                device_id=settings.device_id, state="offline", agent_version=agent_version()
+            ),
+            log=logger.info,
+            on_command=self.fleet.inbox.offer,
+        )
+
+    def _shut_down(
+        self, pipeline: LivePipeline, publisher: Publisher, store: EventStore, runner: CaptureRunner
+    ) -> None:
+        """Capture stopped, last counters stored and published, the outbox drained for what is left of
+        `events.drain_timeout_s` (the whole stop fits in it, see `_drain_time`), `offline`, files closed."""
+        stopping = time.monotonic()
+        self.notifier.stopping()
+        runner.stop()
+        self._flush_counters(pipeline, store, final=True)
+        if publisher.connected:  # the final counters of this run
+            publisher.publish_health(self.health(pipeline, store))
+        if store.depth():
+            drained = publisher.drain(self._drain_time(stopping))
+            if not drained:
+                logger.info("%d event(s) stay in the outbox for the next start", store.depth())
+        publisher.stop(self._offline_wait(stopping))
+        store.close()
+        pipeline.watchlist.close()
 
     def _loop(
         self,
@@ -188,7 +191,6 @@ class Agent:
         publisher: Publisher,
         store: EventStore,
         source: FrameSource,
-        commands: CommandProcessor,
     ) -> None:
         health = Every(self.settings.mqtt.health_interval_s)
         purge = Every(self.settings.service.purge_interval_s)
@@ -217,104 +219,24 @@ class Agent:
                     "camera %s: end of %s", self.settings.camera.id, redact(self.settings.camera.source)
                 )
                 break
-            self._run_commands(commands, publisher)
+            self.fleet.run_commands(publisher)
             now = time.monotonic()
             if store.retry():  # a storage fault: held matches stored now (rate-limited, see EventStore)
                 publisher.wake()
-            pipeline.audit.retry()
+            pipeline.retry_storage()
             if self._reload.is_set():
                 self._reload.clear()
                 self._reopen_watchlist(pipeline)
             if health.due(now):
-                self._refresh_anchor(pipeline.matcher.watchlist, publisher)
-                self._log_suppressed_commands(commands)
+                self.fleet.refresh_anchor(pipeline.watchlist, publisher)
+                self.fleet.log_suppressed()
                 self._flush_counters(pipeline, store)
                 publisher.publish_health(self.health(pipeline, store))
             if purge.due(now):
                 self._purge(pipeline, store)
             if not self._capture_stalled(now - last_frame):
                 self.notifier.pet()
-        self._log_suppressed_commands(commands)  # the last counts of this run
-
-    # ---- the audit anchor ------------------------------------------------------------------------
-
-    def _device_key(self) -> Ed25519PrivateKey | None:
-        path = device_key_path(self.settings.watchlist.path)
-        try:
-            return device_key(path)
-        except EdgeAgentError as exc:
-            logger.info("audit anchor: no device key, anchors are not published: %s", exc)
-            return None
-
-    def _refresh_anchor(self, watchlist: Watchlist, publisher: Publisher) -> None:
-        """The signed chain head into the retained status whenever it moved."""
-        try:
-            self._anchor.refresh(watchlist.conn, publisher, datetime.now(UTC))
-        except (sqlite3.Error, EdgeAgentError) as exc:
-            line = f"audit anchor: not refreshed: {exc}"
-            if line != self._anchor_error:
-                logger.info("%s", line)
-            self._anchor_error = line
-        else:
-            self._anchor_error = None
-
-    # ---- fleet commands ------------------------------------------------------------------------
-
-    def _run_commands(self, commands: CommandProcessor, publisher: Publisher) -> None:
-        """Every command received since the last frame: answered and logged in one line each, except
-        refusals past the refusal limit, which are summed up in one line per health period."""
-        while (received := self.inbox.take()) is not None:
-            result = answer(commands, received, publisher)
-            if result is not None:
-                state = "accepted" if result.accepted else "refused"
-                logger.info("command %s: %s (%s)", result.command or "?", state, result.message)
-
-    def _log_suppressed_commands(self, commands: CommandProcessor) -> None:
-        suppressed = commands.flush_suppressed(self.inbox.take_dropped())
-        if suppressed:
-            reasons = ", ".join(f"{count} {reason}" for reason, count in sorted(suppressed.items()))
-            logger.info(
-                "commands: %d refused past the refusal limit or dropped with the inbox full (%s); "
-                "counted, not answered",
-                sum(suppressed.values()),
-                reasons,
-            )
-
-    def _command_processor(self, pipeline: LivePipeline, store: EventStore) -> CommandProcessor:
-        """Commands act on the live watchlist and vote; a target rate set by command outlives restarts."""
-
-        def set_target_fmr(target: float) -> float:
-            threshold = pipeline.faces.embedder.use_target(target).threshold
-            pipeline.vote.set_threshold(threshold)
-            return threshold
-
-        def status() -> dict[str, Any]:
-            stats = pipeline.matcher.watchlist.stats()
-            point = pipeline.faces.embedder.operating_point
-            return {
-                "status": {
-                    "live_subjects": stats.live_subjects,
-                    "templates": stats.templates,
-                    "audit_head": stats.audit_head,
-                    "target_fmr": point.target_fmr,
-                    "threshold": point.threshold,
-                    "outbox_depth": store.depth(),
-                    "counters": pipeline.counters.as_dict(),
-                    "agent_version": agent_version(),
-                }
-            }
-
-        persisted = FleetState(pipeline.matcher.watchlist).setting("target_fmr")
-        if persisted is not None:
-            set_target_fmr(float(persisted))
-            logger.info("false-match rate %s set by fleet command", persisted)
-        return CommandProcessor(
-            self.settings.device_id,
-            lambda: pipeline.matcher.watchlist,
-            store,
-            self.settings.watchlist.trusted_keys,
-            DeviceHooks(set_target_fmr=set_target_fmr, status=status),
-        )
+        self.fleet.log_suppressed()  # the last counts of this run
 
     # ---- helpers -------------------------------------------------------------------------------
 
@@ -331,32 +253,24 @@ class Agent:
             and since_frame_s > interval
         )
 
-    def _open_watchlist(self, faces: FacePipeline) -> Watchlist:
-        watchlist = Watchlist.for_settings(self.settings, faces.embedder.spec.dimensions)
-        for notice in watchlist.notices:
-            logger.info("watchlist: %s", notice)
-        return watchlist
-
     def _reopen_watchlist(self, pipeline: LivePipeline) -> None:
         """SIGHUP: swap in the watchlist as it is on disk now; if it cannot be opened, keep the old one."""
         self.notifier.reloading()
         try:
-            watchlist = self._open_watchlist(pipeline.faces)
+            watchlist = pipeline.reopen_watchlist()
         except (EdgeAgentError, sqlite3.Error) as exc:
             logger.info("watchlist reload failed, keeping the loaded one: %s", exc)
         else:
-            pipeline.replace_watchlist(watchlist).close()
             logger.info("watchlist reloaded: %d live subjects", watchlist.stats().live_subjects)
         self.notifier.ready(f"watching camera {self.settings.camera.id}")
 
     def _purge(self, pipeline: LivePipeline, store: EventStore) -> None:
-        actor = f"edge-agent:{self.settings.device_id}"
-        expired: list[object] = []
         # a watchlist that cannot be written (full, read-only disk) is a state in health, not a crash
-        if pipeline.audit.guarded("purge expired subjects", lambda w: expired.extend(w.purge_expired(actor))):
-            pipeline.audit.guarded("forget expired nonces", lambda w: FleetState(w).forget_expired_nonces())
+        expired = pipeline.purge_expired()
+        if expired is not None:
+            pipeline.write_watchlist("forget expired nonces", forget_expired_nonces)
         if expired:
-            logger.info("watchlist: %d expired subject(s) purged", len(expired))
+            logger.info("watchlist: %d expired subject(s) purged", expired)
         reviews = store.purge_reviews()
         if reviews:
             logger.info("review store: %d match record(s) past the review window deleted", reviews)
@@ -369,7 +283,7 @@ class Agent:
         memory and go with a later flush. `final` (at stop): one last try for held matches and rows."""
         if final:
             store.retry(force=True)
-            pipeline.audit.retry(force=True)
+            pipeline.retry_storage(force=True)
         totals = pipeline.counters.as_dict()
         deltas = {name: value - self._flushed.get(name, 0) for name, value in totals.items()}
         if not any(deltas.values()) or store.add_counters(deltas):
@@ -413,7 +327,7 @@ class Agent:
             ),
             counters=Counters(**pipeline.counters.as_dict()),
             last_match_at=pipeline.last_match_at,
-            storage=Storage(events=store.faults.health(), watchlist=pipeline.audit.faults.health()),
+            storage=Storage(events=store.faults.health(), watchlist=pipeline.watchlist_storage),
             cpu_temp_c=cpu_temperature_c(),
             rss_mib=round(rss_mib(), 1),
         )

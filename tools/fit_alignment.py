@@ -44,7 +44,7 @@ sys.path.insert(0, str(REPO))
 from edge_agent.capture.media import read_image  # noqa: E402
 from edge_agent.config import DetectorSettings, RuntimeSettings  # noqa: E402
 from edge_agent.types import Face, RGBImage  # noqa: E402
-from edge_agent.vision import align  # noqa: E402
+from edge_agent.vision import align, alignment_fit  # noqa: E402
 from edge_agent.vision.detect import FaceDetector  # noqa: E402
 from edge_agent.vision.shape_predictor import ShapePredictor  # noqa: E402
 
@@ -125,7 +125,7 @@ def rect_targets(samples: Sequence[Sample]) -> FloatArray:
 
 
 def fit_rect(samples: Sequence[Sample]) -> FloatArray:
-    features = np.array([align.rect_features(s.face) for s in samples])
+    features = np.array([alignment_fit.rect_features(s.face) for s in samples])
     coefficients, *_ = np.linalg.lstsq(features, rect_targets(samples), rcond=None)
     return np.asarray(coefficients)
 
@@ -160,7 +160,7 @@ def fit_template(samples: Sequence[Sample], iterations: int = 20) -> tuple[Float
 
     Returns (template, mean template) so the report can show what the refinement bought.
     """
-    keypoints = np.array([align.template_keypoints(s.face) for s in samples])
+    keypoints = np.array([alignment_fit.template_keypoints(s.face) for s in samples])
     reference = np.array([s.dlib_transform for s in samples])
     inverse = np.array([np.linalg.inv(np.vstack([t, [0, 0, 1]]))[:2] for t in reference])
     in_chip = np.einsum("nij,nkj->nki", inverse[:, :, :2], keypoints) + inverse[:, None, :, 2]
@@ -207,14 +207,14 @@ def stats(values: npt.ArrayLike, digits: int = 4) -> dict[str, float]:
 
 def rect_errors(samples: Sequence[Sample], coefficients: FloatArray) -> FloatArray:
     """Error of each rectangle output (N, 4), as a fraction of dlib's rectangle width."""
-    features = np.array([align.rect_features(s.face) for s in samples])
+    features = np.array([alignment_fit.rect_features(s.face) for s in samples])
     widths = np.array([s.face.box.width for s in samples])
     dlib_widths = np.array([s.dlib_rect[2] - s.dlib_rect[0] for s in samples], dtype=np.float64)
     return np.asarray((features @ coefficients - rect_targets(samples)) * (widths / dlib_widths)[:, None])
 
 
 def measure(
-    samples: Sequence[Sample], model: align.AlignmentModel, predictor: ShapePredictor
+    samples: Sequence[Sample], model: alignment_fit.AlignmentModel, predictor: ShapePredictor
 ) -> dict[str, FloatArray]:
     """Per-face errors of both routes against dlib's alignment."""
     reference = np.array([s.dlib_transform for s in samples])
@@ -234,7 +234,7 @@ def summarise(raw: dict[str, FloatArray]) -> dict[str, Any]:
     return {
         "faces": len(raw["ert_shift"]),
         "rect_rms_of_dlib_width": {
-            n: round(float(v), 4) for n, v in zip(align.RECT_OUTPUTS, rms, strict=True)
+            n: round(float(v), 4) for n, v in zip(alignment_fit.RECT_OUTPUTS, rms, strict=True)
         },
         "landmark_error_px": stats(raw["landmarks"].mean(axis=1), 3),
         "landmark_points_identical": round(float(np.mean(raw["landmarks"] == 0)), 4),
@@ -243,10 +243,10 @@ def summarise(raw: dict[str, FloatArray]) -> dict[str, Any]:
     }
 
 
-def fit(samples: Sequence[Sample]) -> tuple[align.AlignmentModel, FloatArray]:
+def fit(samples: Sequence[Sample]) -> tuple[alignment_fit.AlignmentModel, FloatArray]:
     """The alignment model fitted on these samples, and the template's starting (mean) position."""
     template, mean_template = fit_template(samples)
-    return align.AlignmentModel(rect_coefficients=fit_rect(samples), template=template), mean_template
+    return alignment_fit.AlignmentModel(rect_coefficients=fit_rect(samples), template=template), mean_template
 
 
 def cross_validate(samples: Sequence[Sample], predictor: ShapePredictor) -> dict[str, Any]:
@@ -260,7 +260,7 @@ def cross_validate(samples: Sequence[Sample], predictor: ShapePredictor) -> dict
 
 
 def document(
-    model: align.AlignmentModel,
+    model: alignment_fit.AlignmentModel,
     samples: Sequence[Sample],
     args: argparse.Namespace,
     detector: FaceDetector,
@@ -271,14 +271,14 @@ def document(
     import dlib
 
     return {
-        "schema_version": align.ALIGNMENT_SCHEMA_VERSION,
+        "schema_version": alignment_fit.ALIGNMENT_SCHEMA_VERSION,
         "chip": {"size": model.size, "padding": model.padding},
         "landmark_rect": {
             "description": "rect = map(features): features = [1, (x - box_cx) / box_w, (y - box_cy) / box_w "
             "for each keypoint]; outputs = centre offset x, y, width (right - left), height (bottom - top), "
             "all in box widths; the rectangle follows dlib's (left, top, right, bottom) convention",
             "keypoints": list(align.TEMPLATE_KEYPOINTS),
-            "outputs": list(align.RECT_OUTPUTS),
+            "outputs": list(alignment_fit.RECT_OUTPUTS),
             "coefficients": np.round(model.rect_coefficients, 6).tolist(),
         },
         "keypoint_template": {
@@ -310,14 +310,14 @@ def document(
 
 
 def report(
-    model: align.AlignmentModel,
+    model: alignment_fit.AlignmentModel,
     mean_template: FloatArray,
     in_sample: dict[str, Any],
     held_out: dict[str, Any],
 ) -> None:
     inputs = ["1"] + [f"{name}.{axis}" for name in align.TEMPLATE_KEYPOINTS for axis in "xy"]
     print("landmark_rect coefficients (outputs in box widths):")
-    print(f"  {'input':>14} " + " ".join(f"{name:>9}" for name in align.RECT_OUTPUTS))
+    print(f"  {'input':>14} " + " ".join(f"{name:>9}" for name in alignment_fit.RECT_OUTPUTS))
     for name, row in zip(inputs, model.rect_coefficients, strict=True):
         print(f"  {name:>14} " + " ".join(f"{v:9.4f}" for v in row))
     print("keypoint template (chip px; mean position -> refined):")

@@ -10,11 +10,8 @@ import sys
 from datetime import date
 from pathlib import Path
 
-from edge_agent.cli.faces import positive_int
-from edge_agent.config import load_settings
+from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, positive_int, settings_from
 from edge_agent.redaction import redact
-
-EXIT_OK, EXIT_FAILURES = 0, 1
 
 
 def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -94,7 +91,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         camera["source"] = args.source
     if args.loop:
         camera["loop"] = True
-    settings = load_settings(args.config, camera=camera) if camera else load_settings(args.config)
+    settings = settings_from(args, camera=camera) if camera else settings_from(args)
     configure_logging()
     agent = Agent(settings)
     agent.install_signal_handlers()
@@ -118,7 +115,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     """One JSON line per valid message on stdout; one line per invalid payload on stderr (exit 1)."""
     from edge_agent.events.listen import Listener
 
-    settings = load_settings(args.config)
+    settings = settings_from(args)
     listener = Listener(settings.mqtt, args.device)
     matches = invalid = 0
     for received in listener.messages(args.timeout):
@@ -143,7 +140,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 def _cmd_sources(args: argparse.Namespace) -> int:
     from edge_agent.capture.discover import report, survey
 
-    settings = load_settings(args.config)
+    settings = settings_from(args)
     for line in report(survey(), settings.camera, explain=args.explain):
         print(redact(line))
     return EXIT_OK
@@ -152,7 +149,7 @@ def _cmd_sources(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from edge_agent.engine.transparency import build_report, publish_report, render_markdown
 
-    settings = load_settings(args.config)
+    settings = settings_from(args)
     report = build_report(settings, args.since, args.until)
     if args.json:
         print(report.to_json().decode())

@@ -8,11 +8,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from edge_agent.cli.faces import positive_float, positive_int
-from edge_agent.config import load_settings
+from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, positive_float, positive_int, settings_from
 from edge_agent.errors import EdgeAgentError
 
-EXIT_OK, EXIT_FAILURES = 0, 1
 DEFAULT_CLIP = "short_hamilton_clip.mp4"
 DEFAULT_PHOTO = "lin_manuel_miranda.png"
 DEFAULT_DOC = Path("docs/benchmarks.md")
@@ -132,7 +130,7 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
         baseline_frames=args.baseline_frames,
         broker=args.broker,
     )
-    result = run_pipeline_bench(load_settings(args.config), options, progress=_progress)
+    result = run_pipeline_bench(settings_from(args), options, progress=_progress)
     print(format_summary(result))
     if args.json is not None:
         _write_json(args.json, as_json(result))
@@ -162,7 +160,7 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
         max_growth_pct=args.max_growth,
         broker=args.broker,
     )
-    result = run_soak(load_settings(args.config), options, progress=_progress)
+    result = run_soak(settings_from(args), options, progress=_progress)
     print(format_summary(result))
     if args.json is not None:
         _write_json(args.json, as_json(result))

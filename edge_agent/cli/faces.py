@@ -12,11 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import Settings, load_settings
+from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, given, positive_int, settings_from
+from edge_agent.config import Settings
 from edge_agent.errors import EdgeAgentError, MediaError
 from edge_agent.vision.faces import DescribedFace, FacePipeline
-
-EXIT_OK, EXIT_FAILURES = 0, 1
 
 
 def add_face_commands(commands: Any) -> None:
@@ -41,26 +40,6 @@ def add_face_commands(commands: Any) -> None:
     compare.set_defaults(handler=_cmd_compare)
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
-    return value
-
-
 def is_still_image(source_id: str) -> bool:
     from edge_agent.capture.media import IMAGE_SUFFIXES
 
@@ -73,12 +52,7 @@ def _add_model_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    changes = {
-        key: value
-        for key, value in (("precision", args.precision), ("target_fmr", args.fmr))
-        if value is not None
-    }
-    return load_settings(args.config, embedder=changes)
+    return settings_from(args, embedder=given(precision=args.precision, target_fmr=args.fmr))
 
 
 def face_record(described: DescribedFace, pipeline: FacePipeline) -> dict[str, Any]:

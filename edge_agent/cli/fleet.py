@@ -12,12 +12,10 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from edge_agent.cli.faces import positive_float, positive_int
-from edge_agent.config import load_settings
+from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, positive_float, positive_int, settings_from
 from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet.command import ALL_DEVICES, COMMANDS
 
-EXIT_OK, EXIT_FAILURES = 0, 1
 LIFETIME = re.compile(r"^(\d+)([smhd])$")
 UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
@@ -179,7 +177,7 @@ def _cmd_sign(args: argparse.Namespace) -> int:
 def _cmd_publish(args: argparse.Namespace) -> int:
     from edge_agent.fleet.central import command_topic, publish_command, read_envelope
 
-    settings = load_settings(args.config).mqtt
+    settings = settings_from(args).mqtt
     envelope = _read(args.envelope)
     try:
         command = read_envelope(envelope)
@@ -195,7 +193,7 @@ def _cmd_publish(args: argparse.Namespace) -> int:
 def _cmd_send(args: argparse.Namespace) -> int:
     from edge_agent.fleet.central import send
 
-    settings = load_settings(args.config).mqtt
+    settings = settings_from(args).mqtt
     collected = send(settings, _sign(args), expect=args.expect, timeout_s=args.timeout)
     for result in collected.results:
         if args.json:

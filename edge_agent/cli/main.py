@@ -14,23 +14,22 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.capture.media import quiet_decoders
 from edge_agent.cli.agent import add_agent_commands
+from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, given, positive_int, settings_from
 from edge_agent.cli.bench import add_live_bench_commands
-from edge_agent.cli.faces import add_face_commands, positive_int
+from edge_agent.cli.faces import add_face_commands
 from edge_agent.cli.fleet import add_fleet_commands
 from edge_agent.cli.watchlist import add_watchlist_commands
-from edge_agent.config import Settings, load_settings, settings_as_toml
+from edge_agent.config import load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
 from edge_agent.redaction import redact
 from edge_agent.types import KEYPOINT_NAMES
 
 if TYPE_CHECKING:
     from edge_agent.lab.bench.detect import BenchResult
-
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -61,7 +60,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="TOML config file (default: $EDGE_AGENT_CONFIG, else built-in defaults)",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_detect_command(commands)
+    _add_config_and_models_commands(commands)
+    _add_bench_commands(commands)
+    add_face_commands(commands)
+    add_watchlist_commands(commands)
+    add_agent_commands(commands)
+    add_fleet_commands(commands)
 
+    demo = commands.add_parser("demo", help="run the bundled demo kit")
+    demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
+    demo.add_argument("--out", type=Path, default=Path("demo-output"))
+    demo.set_defaults(handler=_cmd_demo)
+    return parser
+
+
+def _add_detect_command(commands: Any) -> None:
     detect = commands.add_parser("detect", help="find faces in images, folders and videos")
     detect.add_argument("paths", nargs="+", type=Path, metavar="PATH")
     detect.add_argument("--json", action="store_true", help="one JSON object per face")
@@ -72,6 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
     detect.add_argument("--tiles", type=_tiles, metavar="COLSxROWS", help="e.g. 2x2")
     detect.set_defaults(handler=_cmd_detect)
 
+
+def _add_config_and_models_commands(commands: Any) -> None:
     config = commands.add_parser("config", help="check or print the configuration")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     validate = config_commands.add_parser("validate", help="check a config file")
@@ -85,6 +101,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify = models_commands.add_parser("verify", help="check model files against the manifest")
     verify.set_defaults(handler=_cmd_models_verify)
 
+
+def _add_bench_commands(commands: Any) -> None:
     bench = commands.add_parser("bench", help="benchmarks; numbers go to docs/benchmarks.md")
     bench_commands = bench.add_subparsers(dest="bench_command", required=True)
     benches = (
@@ -112,21 +130,6 @@ def build_parser() -> argparse.ArgumentParser:
     bench_watchlist.set_defaults(handler=_cmd_bench_watchlist)
     add_live_bench_commands(bench_commands)
 
-    add_face_commands(commands)
-    add_watchlist_commands(commands)
-    add_agent_commands(commands)
-    add_fleet_commands(commands)
-
-    demo = commands.add_parser("demo", help="run the bundled demo kit")
-    demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
-    demo.add_argument("--out", type=Path, default=Path("demo-output"))
-    demo.set_defaults(handler=_cmd_demo)
-    return parser
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
-
 
 def _cmd_detect(args: argparse.Namespace) -> int:
     from edge_agent.engine.offline import detect_in_files
@@ -134,16 +137,9 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     from edge_agent.vision.detect import FaceDetector
     from edge_agent.vision.manifest import ModelCatalog
 
-    changes = {
-        key: value
-        for key, value in (
-            ("model", args.model),
-            ("precision", args.precision),
-            ("tiles", args.tiles),
-        )
-        if value is not None
-    }
-    settings = load_settings(args.config, detector=changes)
+    settings = settings_from(
+        args, detector=given(model=args.model, precision=args.precision, tiles=args.tiles)
+    )
     detector = FaceDetector.from_settings(
         settings.detector, settings.runtime, ModelCatalog.load(settings.models_dir)
     )
@@ -194,14 +190,14 @@ def _cmd_config_validate(args: argparse.Namespace) -> int:
 
 def _cmd_config_show(args: argparse.Namespace) -> int:
     # secrets are masked by settings_as_toml (SecretStr); camera logins in URLs by redact
-    print(redact(settings_as_toml(_settings(args))), end="")
+    print(redact(settings_as_toml(settings_from(args))), end="")
     return EXIT_OK
 
 
 def _cmd_models_verify(args: argparse.Namespace) -> int:
     from edge_agent.vision.manifest import ModelCatalog
 
-    catalog = ModelCatalog.load(_settings(args).models_dir)
+    catalog = ModelCatalog.load(settings_from(args).models_dir)
     problems = catalog.verify()
     for problem in problems:
         print(f"edge-agent: {problem}", file=sys.stderr)
@@ -215,7 +211,7 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
     from edge_agent.lab.markdown import package_versions, section_header, write_section
     from edge_agent.vision.manifest import ModelCatalog
 
-    catalog = ModelCatalog.load(_settings(args).models_dir)
+    catalog = ModelCatalog.load(settings_from(args).models_dir)
     data = bench.labelled_detection_set(args.faces)
     results = []
     for case in bench.default_cases(catalog, args.threads):
@@ -248,7 +244,7 @@ def _cmd_bench_embed(args: argparse.Namespace) -> int:
     from edge_agent.lab.markdown import package_versions, section_header, write_section
     from edge_agent.vision.manifest import ModelCatalog
 
-    catalog = ModelCatalog.load(_settings(args).models_dir)
+    catalog = ModelCatalog.load(settings_from(args).models_dir)
     reference = DlibPipeline()
     photos = bench.bench_photos(args.faces)
     chips = bench.dlib_chips(reference, photos)
@@ -296,7 +292,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from edge_agent.lab.demo.live import run_live_demo
     from edge_agent.vision.faces import FacePipeline
 
-    settings = _settings(args)
+    settings = settings_from(args)
     pipeline = FacePipeline.from_settings(settings)
     detector = pipeline.detector
     kit = args.kit or default_kit()

@@ -13,13 +13,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from edge_agent.config import Settings, load_settings
+from edge_agent.cli.args import EXIT_OK, open_watchlist, settings_from
+from edge_agent.cli.audit import add_audit_commands
 from edge_agent.errors import EdgeAgentError
-from edge_agent.watchlist.audit import Anchor
 from edge_agent.watchlist.records import NewSubject, NewTemplate, Subject, utc_text
-from edge_agent.watchlist.store import Watchlist
 
-EXIT_OK, EXIT_FAILURES = 0, 1
 DURATION = re.compile(r"^(\d+)([hdw])$")
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
@@ -48,7 +46,12 @@ def parse_expiry(text: str, now: datetime) -> datetime:
 def add_watchlist_commands(commands: Any) -> None:
     watchlist = commands.add_parser("watchlist", help="the local watchlist: enrol, search, remove, audit")
     sub = watchlist.add_subparsers(dest="watchlist_command", required=True, metavar="ACTION")
+    _add_subject_commands(sub)
+    add_audit_commands(sub)
+    _add_bundle_commands(sub)
 
+
+def _add_subject_commands(sub: Any) -> None:
     enroll = sub.add_parser("enroll", help="add a person from one or more photos")
     enroll.add_argument("name")
     enroll.add_argument("photos", nargs="+", type=Path, metavar="PHOTO")
@@ -90,22 +93,8 @@ def add_watchlist_commands(commands: Any) -> None:
     stats = sub.add_parser("stats", help="counts, index and audit head")
     stats.set_defaults(handler=_cmd_stats)
 
-    audit = sub.add_parser("audit", help="the hash-chained audit log")
-    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
-    verify = audit_sub.add_parser(
-        "verify", help="check the chain and the subject rows; exit 1 at the first bad row"
-    )
-    verify.add_argument(
-        "--against",
-        metavar="ANCHOR",
-        help="also require this published head: <row id>:<hash> from `audit head`, or @FILE holding it "
-        "(or the anchor's JSON); a cut tail or rewritten history fails",
-    )
-    verify.set_defaults(handler=_cmd_audit_verify)
-    head = audit_sub.add_parser("head", help="the chain head to publish as an anchor: <row id>:<hash>")
-    head.add_argument("--json", action="store_true", help="the anchor payload (to sign and publish)")
-    head.set_defaults(handler=_cmd_audit_head)
 
+def _add_bundle_commands(sub: Any) -> None:
     keygen = sub.add_parser("keygen", help="make an Ed25519 key for signing bundles")
     keygen.add_argument("path", type=Path)
     keygen.set_defaults(handler=_cmd_keygen)
@@ -125,31 +114,12 @@ def _actor(args: argparse.Namespace) -> str:
     return str(args.by or getpass.getuser())
 
 
-def open_watchlist(settings: Settings, dimensions: int | None = None) -> Watchlist:
-    """The configured watchlist for the configured embedder's model; repairs are printed on stderr.
-    `dimensions` comes from an embedder already loaded; without it the manifest is read for it."""
-    if dimensions is None:
-        from edge_agent.vision.manifest import ModelCatalog
-
-        catalog = ModelCatalog.load(settings.models_dir)
-        spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
-        dimensions = spec.dimensions
-    watchlist = Watchlist.for_settings(settings, dimensions)
-    for notice in watchlist.notices:
-        print(f"edge-agent: {notice}", file=sys.stderr)
-    return watchlist
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config)
-
-
 def _cmd_enroll(args: argparse.Namespace) -> int:
     from edge_agent.capture.media import read_image
     from edge_agent.vision.faces import FacePipeline
     from edge_agent.vision.pick import pick_detection
 
-    settings = _settings(args)
+    settings = settings_from(args)
     now = datetime.now(UTC)
     subject = NewSubject(
         display_name=args.name,
@@ -188,7 +158,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    with open_watchlist(_settings(args)) as watchlist:
+    with open_watchlist(settings_from(args)) as watchlist:
         subjects = watchlist.subjects(include_inactive=args.all)
         now = watchlist.clock()
     for subject in subjects:
@@ -210,7 +180,7 @@ def _subject_line(subject: Subject, now: datetime) -> str:
 def _cmd_show(args: argparse.Namespace) -> int:
     from edge_agent.watchlist import audit
 
-    with open_watchlist(_settings(args)) as watchlist:
+    with open_watchlist(settings_from(args)) as watchlist:
         subject = watchlist.subject(args.id)
         record = subject.as_dict() | {
             "live": subject.is_live(watchlist.clock()),
@@ -223,14 +193,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    with open_watchlist(_settings(args)) as watchlist:
+    with open_watchlist(settings_from(args)) as watchlist:
         subject = watchlist.remove(args.id, _actor(args), args.why)
     print(f"removed {subject.id} {subject.display_name!r}: templates and index vectors deleted")
     return EXIT_OK
 
 
 def _cmd_purge(args: argparse.Namespace) -> int:
-    with open_watchlist(_settings(args)) as watchlist:
+    with open_watchlist(settings_from(args)) as watchlist:
         purged = watchlist.purge_expired(_actor(args))
     for subject in purged:
         print(f"purged {subject.id} {subject.display_name!r} (expired {subject.expires_at})")
@@ -242,7 +212,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from edge_agent.capture.media import read_image
     from edge_agent.vision.faces import FacePipeline
 
-    settings = _settings(args)
+    settings = settings_from(args)
     pipeline = FacePipeline.from_settings(settings)
     faces = pipeline.describe_all(read_image(args.photo))
     if not faces:
@@ -293,56 +263,9 @@ def _strictest_fmr(thresholds: Any, distance: float) -> float | None:
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
-    with open_watchlist(_settings(args)) as watchlist:
+    with open_watchlist(settings_from(args)) as watchlist:
         stats = watchlist.stats()
     print(json.dumps(stats.__dict__, indent=2))
-    return EXIT_OK
-
-
-def _cmd_audit_verify(args: argparse.Namespace) -> int:
-    from edge_agent.watchlist import audit
-
-    published = None if args.against is None else _read_anchor(args.against)
-    with open_watchlist(_settings(args)) as watchlist:
-        if published is None:
-            check = audit.verify(watchlist.conn)
-        else:
-            check = audit.verify_against(watchlist.conn, published)
-        subjects = watchlist.conn.execute("SELECT count(*) FROM subjects").fetchone()[0]
-    if not check.ok:
-        print(f"edge-agent: audit chain broken: {check.reason}", file=sys.stderr)
-        return EXIT_FAILURES
-    held = "" if published is None else f", holds anchor {published.text}"
-    print(f"audit chain intact: {check.rows} row(s), {subjects} subject row(s) as recorded{held}")
-    return EXIT_OK
-
-
-def _read_anchor(value: str) -> Anchor:
-    """`--against`: the anchor itself, or @FILE holding it (text, payload JSON, signed envelope or a status
-    message carrying one)."""
-    from edge_agent.fleet.anchor import read_anchor
-
-    if not value.startswith("@"):
-        return read_anchor(value, "--against")
-    path = Path(value[1:])
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
-        raise EdgeAgentError(f"--against {path}: {why}") from None
-    return read_anchor(text, f"--against {path}")
-
-
-def _cmd_audit_head(args: argparse.Namespace) -> int:
-    from edge_agent.watchlist import audit
-
-    settings = _settings(args)
-    with open_watchlist(settings) as watchlist:
-        if args.json:
-            now = datetime.now(UTC)
-            print(json.dumps(audit.anchor_payload(watchlist.conn, device_id=settings.device_id, now=now)))
-        else:
-            print(audit.anchor(watchlist.conn).text)
     return EXIT_OK
 
 
@@ -358,7 +281,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edge_agent.files import atomic_write_bytes
     from edge_agent.watchlist.transfer import export_bundle
 
-    settings = _settings(args)
+    settings = settings_from(args)
     if settings.watchlist.signing_key is None:
         raise EdgeAgentError(
             "watchlist.signing_key is not set: create one with `edge-agent watchlist keygen`"
@@ -377,7 +300,7 @@ def _cmd_import(args: argparse.Namespace) -> int:
     from edge_agent.watchlist.bundle import BUNDLE
     from edge_agent.watchlist.transfer import import_bundle
 
-    settings = _settings(args)
+    settings = settings_from(args)
     try:
         size = args.bundle.stat().st_size
         if size > BUNDLE.max_envelope:  # measured before it is read into memory

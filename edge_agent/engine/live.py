@@ -1,7 +1,9 @@
 """The live pipeline: frame → detect → track → quality → embed → match → k-of-n vote → durable event.
 
 This is the one place where capture, vision, the watchlist and events meet; each stage is a plain object
-with one main method, and the values between them are the typed ones of `edge_agent.types`.
+with one main method (`stages`, `tracking`, `identity`, `vote`, `match_event`), and the values between
+them are the typed ones of `edge_agent.types`. `LivePipeline` is also the control surface the daemon and
+the fleet commands use: the live watchlist, the target false-match rate, the status, reload and purge.
 
 Privacy: a face that does not match lives only in this process's memory, in the window of its live
 track (forgotten when the track ends). Only a decided match is written (outbox + review copy) and sent.
@@ -9,137 +11,40 @@ track (forgotten when the track ends). Only a decided match is written (outbox +
 
 from __future__ import annotations
 
-import base64
-import contextlib
-import functools
 import logging
-import sqlite3
 import time
-import uuid
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-import cv2
 import numpy as np
 
+from edge_agent import agent_version
 from edge_agent.capture.runner import Captured
-from edge_agent.config import QualitySettings, Settings
+from edge_agent.config import Settings
 from edge_agent.engine.clock import StageClock
+from edge_agent.engine.counters import RunCounters
+from edge_agent.engine.identity import EmbeddingSchedule, IdentityStage, Shot
+from edge_agent.engine.match_audit import MatchAudit
+from edge_agent.engine.match_event import EventFactory
+from edge_agent.engine.stages import EventSink
 from edge_agent.engine.tracking import Tracker
-from edge_agent.engine.vote import Decision, TemporalVote
-from edge_agent.events.outbox import HELD_MAX, RETRY_S, EventStore
-from edge_agent.events.schema import FalseMatchRate, MatchEvent, Models, Quality
-from edge_agent.events.storage import WriteState, storage_fault
-from edge_agent.types import Box, Candidate, Frame, TrackedFace
+from edge_agent.engine.vote import TemporalVote
+from edge_agent.events.schema import MatchEvent, StorageHealth
+from edge_agent.types import Candidate, Frame
 from edge_agent.vision.embed import Descriptor
-from edge_agent.vision.faces import DescribedFace, FacePipeline
-from edge_agent.vision.quality import REASONS, Rejection, assess, detector_gate_failures
+from edge_agent.vision.faces import FacePipeline
 from edge_agent.watchlist.store import Watchlist
 
-
-def agent_version() -> str:
-    try:
-        return version("edge-agent")
-    except PackageNotFoundError:
-        return "0+unknown"
+logger = logging.getLogger("edge_agent")
 
 
-def models_of(faces: FacePipeline) -> Models:
-    """The `models` field of events and status: manifest ids and the verified sha256 of the loaded files."""
-    return Models(
-        detector=faces.detector.model_id,
-        embedder=faces.embedder.model_id,
-        detector_sha256=faces.detector.model.sha256,
-        embedder_sha256=faces.embedder.model.sha256,
-    )
-
-
-@dataclass
-class RunCounters:
-    """Aggregate counts for health and transparency reports; nothing per person.
-
-    `rejected_<reason>`: faces of unsettled tracks that a live quality gate turned away, once per face
-    and frame, under the first gate it failed (`edge_agent.vision.quality.REASONS` order), so the five
-    add up to the faces refused."""
-
-    frames: int = 0
-    faces_seen: int = 0
-    tracks: int = 0
-    embeddings: int = 0
-    matches: int = 0
-    rejected_size: int = 0
-    rejected_truncated: int = 0
-    rejected_pose: int = 0
-    rejected_blur: int = 0
-    rejected_brightness: int = 0
-
-    def as_dict(self) -> dict[str, int]:
-        return dict(vars(self))
-
-    def rejected(self, rejection: Rejection) -> None:
-        name = f"rejected_{rejection.reason}"
-        if rejection.reason not in REASONS or not hasattr(self, name):
-            raise ValueError(f"unknown gate reason {rejection.reason!r}")
-        setattr(self, name, getattr(self, name) + 1)
-
-
-@dataclass(frozen=True)
-class Shot:
-    """A tracked face that passed the quality gates, aligned and embedded. It keeps the size of its frame,
-    never the frame: a track's vote window holds n shots."""
-
-    tracked: TrackedFace
-    frame_size: tuple[int, int]
-    described: DescribedFace
-
-
-class IdentityStage:
-    """Picks which tracked faces to embed: tracks still without a decision, whose face passes the quality
-    gates and is better than (or a while after) the track's last embedded shot."""
-
-    def __init__(
-        self,
-        faces: FacePipeline,
-        tracker: Tracker,
-        vote: TemporalVote[Shot],
-        gates: QualitySettings,
-        counters: RunCounters,
-    ) -> None:
-        self.faces = faces
-        self.tracker = tracker
-        self.vote = vote
-        self.gates = gates
-        self.counters = counters
-
-    def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
-        shots = []
-        for item in tracked:
-            if self.vote.settled(item.track_id):
-                continue
-            refused = detector_gate_failures(item.face, (frame.width, frame.height), self.gates)
-            if refused:
-                self.counters.rejected(refused[0])
-                continue
-            with clock.time("align"):
-                chip, landmarks = self.faces.aligner.align(frame.image, item.face)
-                quality = assess(item.face, chip)
-            refused = quality.rejections(self.gates)
-            if refused:
-                self.counters.rejected(refused[0])
-                continue
-            if not self.tracker.wants_embedding(item.track_id, quality.score, frame.captured_at):
-                continue
-            with clock.time("embed"):
-                descriptor = self.faces.embedder.embed(chip)
-            self.tracker.embedded(item.track_id, quality.score, frame.captured_at)
-            described = DescribedFace(item.face, landmarks, chip, quality, descriptor)
-            shots.append(Shot(item, (frame.width, frame.height), described))
-        return shots
+def open_watchlist(settings: Settings, faces: FacePipeline) -> Watchlist:
+    """The configured watchlist for this embedder, its notices (rebuilds, migrations) logged."""
+    watchlist = Watchlist.for_settings(settings, faces.embedder.spec.dimensions)
+    for notice in watchlist.notices:
+        logger.info("watchlist: %s", notice)
+    return watchlist
 
 
 class Matcher:
@@ -162,144 +67,26 @@ class Matcher:
         )
 
 
-@dataclass
-class EventFactory:
-    """Turns a decision into the versioned event payload."""
-
-    device_id: str
-    camera_id: str
-    faces: FacePipeline
-    face_crop: bool
-    face_crop_quality: int
-    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
-
-    def event(self, decision: Decision[Shot]) -> MatchEvent:
-        shot = decision.best_item
-        embedder = self.faces.embedder
-        point = embedder.operating_point
-        calibrated_on = embedder.calibration.dataset if embedder.calibration is not None else "unknown"
-        quality = shot.described.quality.as_dict()
-        return MatchEvent(
-            event_id=uuid.uuid4(),
-            device_id=self.device_id,
-            camera_id=self.camera_id,
-            captured_at=decision.best.captured_at,
-            decided_at=self.clock(),
-            subject_id=decision.subject_id,
-            watchlist=decision.watchlist,
-            distance=round(decision.distance, 6),
-            threshold=point.threshold,
-            false_match_rate=FalseMatchRate(
-                target=point.target_fmr, upper_95=point.fmr_upper_95, calibrated_on=calibrated_on
-            ),
-            frames_agreeing=decision.frames_agreeing,
-            frames_seen=decision.frames_seen,
-            track_id=decision.track_id,
-            box=_rounded_box(shot.tracked.face.box),
-            frame_size=shot.frame_size,
-            quality=Quality(**quality),
-            models=models_of(self.faces),
-            agent_version=agent_version(),
-            face_jpeg=self._crop(shot) if self.face_crop else None,
-        )
-
-    def _crop(self, shot: Shot) -> str:
-        """The aligned face chip only (never the frame) as base64 JPEG, for the human reviewer."""
-        bgr = cv2.cvtColor(shot.described.chip, cv2.COLOR_RGB2BGR)
-        ok, data = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, self.face_crop_quality])
-        if not ok:
-            raise RuntimeError("JPEG encoding of the face chip failed")
-        return base64.b64encode(data.tobytes()).decode()
-
-
-class MatchAudit:
-    """The watchlist audit row of each decided match (`Watchlist.record_match`), surviving storage faults:
-    a row that cannot be written (the watchlist's disk is full, read-only, failing) is held in memory, in
-    order, and written by `retry()` when it can be (its `at` is then the time it was written; the details
-    carry the event id and capture time). At most `held_max` are held; past that the oldest is dropped and
-    counted in `faults.lost`. The state is reported in health (`storage.watchlist`) and logged on change."""
-
-    def __init__(self, watchlist: Callable[[], Watchlist], actor: str, held_max: int = HELD_MAX) -> None:
-        self._watchlist = watchlist
-        self.actor = actor
-        self.held_max = held_max
-        self.faults = WriteState(
-            f"watchlist {watchlist().path}",
-            logging.getLogger("edge_agent").info,
-            holding="match audit rows are held in memory meanwhile",
-        )
-        self._held: deque[tuple[str, dict[str, Any]]] = deque()
-        self._next_retry = 0.0
-
-    def record(self, subject_id: str, details: dict[str, Any]) -> None:
-        self._held.append((subject_id, details))
-        if len(self._held) > self.held_max:
-            self._held.popleft()
-            self.faults.lost += 1
-        if len(self._held) == 1:  # nothing held before it: write now
-            self._write_held()
-        self.faults.held = len(self._held)
-
-    def retry(self, force: bool = False) -> None:
-        """Writes held rows, at most every `RETRY_S` (always with `force`); nothing to do when none."""
-        now = time.monotonic()
-        if not self._held or (not force and now < self._next_retry):
-            return
-        self._next_retry = now + RETRY_S
-        if self.faults.room(self._folder()):
-            self._write_held()
-
-    def _folder(self) -> Path:
-        return Path(self._watchlist().path).parent
-
-    def _write_held(self) -> None:
-        stored = 0
-        while self._held:
-            subject_id, details = self._held[0]
-            record = functools.partial(
-                Watchlist.record_match, subject_id=subject_id, actor=self.actor, details=details
-            )
-            if not self.guarded("match audit", record):
-                break
-            self._held.popleft()
-            stored += 1
-        self.faults.held = len(self._held)
-        if stored and not self._held:
-            self.faults.recovered(self._folder(), stored)
-
-    def guarded(self, doing: str, write: Callable[[Watchlist], object]) -> bool:
-        """Runs one write on the watchlist; a SQLite error is a storage state (logged on change, in health),
-        not an exception: rolled back, False. True when it landed (with nothing held, the state is then ok
-        again)."""
-        watchlist = self._watchlist()
-        try:
-            write(watchlist)
-        except sqlite3.Error as exc:
-            if watchlist.conn.in_transaction:  # a failed COMMIT leaves the transaction open
-                with contextlib.suppress(sqlite3.Error):
-                    watchlist.conn.execute("ROLLBACK")
-            self.faults.failed(storage_fault(exc, self._folder()) or "error", exc, doing)
-            return False
-        if not self._held:
-            self.faults.recovered(self._folder())
-        return True
-
-
 class LivePipeline:
-    """Runs every stage for one frame and stores decided matches in the outbox (before any send)."""
+    """Runs every stage for one frame and stores decided matches in the outbox (before any send).
+
+    The daemon and the fleet commands act on the pipeline through its control surface only (`watchlist`,
+    `set_target_fmr`, `status`, `reopen_watchlist`, `purge_expired`, `write_watchlist`, `retry_storage`),
+    never through its stages."""
 
     def __init__(
         self,
         settings: Settings,
         faces: FacePipeline,
         watchlist: Watchlist,
-        store: EventStore,
+        store: EventSink,
         match_topic: str,
     ) -> None:
         self.settings = settings
         self.faces = faces
         self.matcher = Matcher(watchlist)
         self.store = store
+        self.actor = f"edge-agent:{settings.device_id}"
         self.match_topic = match_topic
         self.counters = RunCounters()
         self._start_tracks()
@@ -311,14 +98,80 @@ class LivePipeline:
             settings.events.face_crop_quality,
         )
         self.clock = StageClock()
-        self.audit = MatchAudit(lambda: self.matcher.watchlist, f"edge-agent:{settings.device_id}")
+        self.audit = MatchAudit(lambda: self.matcher.watchlist, self.actor)
         self.last_match_at: datetime | None = None
         self._timeline: tuple[str, datetime] | None = None  # the recording frames come from, and its time
 
+    # ---- the control surface ---------------------------------------------------------------------
+
+    @property
+    def watchlist(self) -> Watchlist:
+        """The live watchlist (replaced by `reopen_watchlist`: do not keep it past a reload)."""
+        return self.matcher.watchlist
+
+    @property
+    def threshold(self) -> float:
+        return self.faces.embedder.threshold
+
+    @property
+    def watchlist_storage(self) -> StorageHealth:
+        """The match audit's storage state, for health (`storage.watchlist`)."""
+        return self.audit.faults.health()
+
+    def set_target_fmr(self, target: float) -> float:
+        """A calibrated target false-match rate for the embedder and the vote; returns the new threshold."""
+        threshold = self.faces.embedder.use_target(target).threshold
+        self.vote.set_threshold(threshold)
+        return threshold
+
+    def status(self) -> dict[str, Any]:
+        """The answer to a fleet `request_status`: aggregate numbers only."""
+        stats = self.watchlist.stats()
+        point = self.faces.embedder.operating_point
+        return {
+            "status": {
+                "live_subjects": stats.live_subjects,
+                "templates": stats.templates,
+                "audit_head": stats.audit_head,
+                "target_fmr": point.target_fmr,
+                "threshold": point.threshold,
+                "outbox_depth": self.store.depth(),
+                "counters": self.counters.as_dict(),
+                "agent_version": agent_version(),
+            }
+        }
+
     def replace_watchlist(self, watchlist: Watchlist) -> Watchlist:
-        """Swap in a reopened watchlist (SIGHUP); returns the old one for the caller to close."""
+        """Swap in a reopened watchlist; returns the old one for the caller to close."""
         old, self.matcher = self.matcher.watchlist, Matcher(watchlist)
         return old
+
+    def reopen_watchlist(self) -> Watchlist:
+        """The watchlist as it is on disk now (SIGHUP, after a sync or an edit by the CLI) replaces the
+        loaded one, which is closed. If it cannot be opened the error propagates and the old one stays."""
+        watchlist = open_watchlist(self.settings, self.faces)
+        self.replace_watchlist(watchlist).close()
+        return watchlist
+
+    def write_watchlist(self, doing: str, write: Callable[[Watchlist], object]) -> bool:
+        """One write on the live watchlist; a storage fault is a state in health, not an exception (False)."""
+        return self.audit.guarded(doing, write)
+
+    def purge_expired(self) -> int | None:
+        """How many expired subjects were purged (their vectors leave the index); None when the watchlist
+        cannot be written now (the state is in health, the next purge tries again)."""
+        expired: list[object] = []
+        if not self.write_watchlist(
+            "purge expired subjects", lambda w: expired.extend(w.purge_expired(self.actor))
+        ):
+            return None
+        return len(expired)
+
+    def retry_storage(self, force: bool = False) -> None:
+        """Match audit rows held through a storage fault are written now if they can be."""
+        self.audit.retry(force)
+
+    # ---- one frame -------------------------------------------------------------------------------
 
     def process(self, captured: Captured) -> list[MatchEvent]:
         frame = captured.frame
@@ -328,7 +181,9 @@ class LivePipeline:
         with self.clock.time("track"):
             started = self.tracker.started
             tracked = self.tracker.update(faces, frame.captured_at)
-            self.vote.forget(self.tracker.ended())
+            ended = self.tracker.ended()
+            self.vote.forget(ended)
+            self.schedule.forget(ended)
         self.counters.frames += 1
         self.counters.faces_seen += len(faces)
         self.counters.tracks += self.tracker.started - started
@@ -355,9 +210,10 @@ class LivePipeline:
     def _start_tracks(self) -> None:
         """A fresh tracker and vote (at the embedder's current threshold), and the stage that uses them."""
         self.tracker = Tracker(self.settings.tracking)
+        self.schedule = EmbeddingSchedule(self.settings.tracking)
         self.vote: TemporalVote[Shot] = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
         self.identity = IdentityStage(
-            self.faces, self.tracker, self.vote, self.settings.quality, self.counters
+            self.faces, self.schedule, self.vote, self.settings.quality, self.counters
         )
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
@@ -390,7 +246,3 @@ class LivePipeline:
         self.last_match_at = event.decided_at
         self.clock.add("frame_to_commit", max(0.0, time.monotonic() - captured.read_at))
         return event
-
-
-def _rounded_box(box: Box) -> tuple[float, float, float, float]:
-    return (round(box.x0, 1), round(box.y0, 1), round(box.x1, 1), round(box.y1, 1))

@@ -26,14 +26,13 @@ _Pair = tuple[tuple[float, float], int, int]  # (sort key, track id, face index)
 
 @dataclass(slots=True)
 class _Track:
-    """What the tracker remembers of one person: where and when last seen, and its embedding history."""
+    """What the tracker remembers of one person: where and when last seen (what to embed, and when, is
+    `edge_agent.engine.identity`'s)."""
 
     track_id: int
     box: Box
     last_seen: datetime
     hits: int = 1
-    best_embedded: float | None = None  # quality score of the best shot embedded so far
-    last_embedded: datetime | None = None
 
 
 class Tracker:
@@ -84,31 +83,6 @@ class Tracker:
         return [
             TrackedFace(track.track_id, faces[index], track.hits) for index, track in sorted(owner.items())
         ]
-
-    def wants_embedding(self, track_id: int, quality_score: float, at: datetime) -> bool:
-        """Whether this shot of the track is worth embedding (the caller has already judged it good enough).
-
-        Yes for the track's first shot; after that when the quality score rose by `min_quality_gain` over
-        the best shot embedded so far, or when `embed_interval_s` of frame time passed since the last one.
-        An unknown (ended) track wants nothing.
-        """
-        track = self._tracks.get(track_id)
-        if track is None:
-            return False
-        if track.best_embedded is None or track.last_embedded is None:
-            return True
-        if quality_score >= track.best_embedded + self.settings.min_quality_gain:
-            return True
-        return (at - track.last_embedded).total_seconds() >= self.settings.embed_interval_s
-
-    def embedded(self, track_id: int, quality_score: float, at: datetime) -> None:
-        """Record that the track's shot of quality `quality_score`, taken `at`, was embedded."""
-        track = self._tracks.get(track_id)
-        if track is None:
-            return
-        if track.best_embedded is None or quality_score > track.best_embedded:
-            track.best_embedded = quality_score
-        track.last_embedded = at
 
     def _expire(self, at: datetime) -> list[int]:
         """End the tracks unseen for more than `max_missed_s` before `at`; their ids, ascending."""

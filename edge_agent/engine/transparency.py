@@ -37,7 +37,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_agent.config import Settings
-from edge_agent.engine.live import agent_version
+from edge_agent import agent_version
 from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.events.mqtt import Topics, configure_client
 from edge_agent.events.outbox import EventStore

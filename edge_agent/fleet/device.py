@@ -20,7 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from edge_agent import bounded
 from edge_agent.bounded import InputRefusedError
@@ -65,31 +65,33 @@ class CommandResult:
         )
 
 
-@dataclass
-class DeviceHooks:
-    """What commands may change beyond the watchlist: the decision threshold and the trusted keys."""
+class DeviceControl(Protocol):
+    """What commands act on in the running agent (the live pipeline, `edge_agent.engine.live`): the live
+    watchlist, the decision threshold (by target false-match rate) and the device's status."""
 
-    set_target_fmr: Callable[[float], float]  # returns the new threshold
-    status: Callable[[], dict[str, Any]]
+    @property
+    def watchlist(self) -> Watchlist: ...
+
+    def set_target_fmr(self, target: float, /) -> float: ...
+
+    def status(self) -> dict[str, Any]: ...
 
 
 class CommandProcessor:
     def __init__(
         self,
         device_id: str,
-        watchlist: Callable[[], Watchlist],
+        control: DeviceControl,
         store: EventStore,
         configured_keys: Collection[str],
-        hooks: DeviceHooks,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         limiter: RefusalLimiter | None = None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.device_id = device_id
-        self._watchlist = watchlist
+        self.control = control
         self.store = store
         self.configured_keys = [key.strip().lower() for key in configured_keys]
-        self.hooks = hooks
         self.clock = clock
         self.limiter = limiter or RefusalLimiter(REFUSAL_BURST, REFUSAL_RATE_PER_S)
         self.monotonic = monotonic
@@ -105,7 +107,7 @@ class CommandProcessor:
         }
 
     def trusted_keys(self) -> list[str]:
-        return FleetState(self._watchlist()).trusted_keys(self.configured_keys)
+        return FleetState(self.control.watchlist).trusted_keys(self.configured_keys)
 
     def handle(self, received: Received) -> CommandResult | None:
         """The answer to one received command, or None for a refusal past the refusal limit (counted only).
@@ -124,7 +126,7 @@ class CommandProcessor:
             why = f"command on {topic} is {received.size:,} bytes, over the limit of {limit:,}"
             return self._refused(CommandRefusedError(why, "too_large"), envelope_hash)
         data = received.payload
-        watchlist = self._watchlist()
+        watchlist = self.control.watchlist
         state = FleetState(watchlist)
         try:
             command = open_command(
@@ -156,7 +158,7 @@ class CommandProcessor:
         if not self.limiter.allow(refusal.reason, self.monotonic()):
             return None
         try:
-            FleetState(self._watchlist()).record_refusal(refusal.reason, envelope_hash, str(refusal))
+            FleetState(self.control.watchlist).record_refusal(refusal.reason, envelope_hash, str(refusal))
         except sqlite3.Error as exc:  # a full disk must not turn a refusal into a crash
             self.store_errors += 1
             self.last_store_error = f"refusal store: {exc}"
@@ -177,7 +179,7 @@ class CommandProcessor:
             suppressed["inbox_full"] += inbox_dropped
         if suppressed:
             try:
-                FleetState(self._watchlist()).count_refusals(suppressed)
+                FleetState(self.control.watchlist).count_refusals(suppressed)
             except sqlite3.Error as exc:
                 self.store_errors += 1
                 self.last_store_error = f"refusal store: {exc}"
@@ -225,12 +227,12 @@ class CommandProcessor:
             raise CommandRefusedError(
                 "target_fmr must be one of the calibrated rates 1e-2, 1e-3, 1e-4, 1e-5", "invalid_args"
             )
-        threshold = self.hooks.set_target_fmr(float(value))
+        threshold = self.control.set_target_fmr(float(value))
         FleetState(watchlist).set_setting("target_fmr", repr(float(value)))
         return {"target_fmr": float(value), "threshold": threshold}
 
     def _request_status(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
-        return self.hooks.status()
+        return self.control.status()
 
     def _rotate_keys(self, command: Command, watchlist: Watchlist) -> dict[str, Any]:
         """args: add, remove (lists of 64-hex public keys). A rotation that would leave no trusted key

@@ -14,9 +14,9 @@ import numpy.typing as npt
 
 from edge_agent.config import QualitySettings, Settings
 from edge_agent.errors import ModelError
-from edge_agent.files import source_fingerprint
 from edge_agent.types import Face, RGBImage
-from edge_agent.vision.align import AlignmentModel, chip_transform, extract_chip
+from edge_agent.vision.align import chip_transform, extract_chip
+from edge_agent.vision.alignment_fit import AlignmentModel
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.embed import Descriptor, FaceEmbedder
 from edge_agent.vision.manifest import EmbedderSpec, ModelCatalog
@@ -24,11 +24,6 @@ from edge_agent.vision.pick import Pick, pick_detection
 from edge_agent.vision.quality import FaceQuality, assess
 from edge_agent.vision.shape_predictor import ShapePredictor
 
-# The code that shapes a descriptor, for evaluation caches (edge_agent.lab.evaluation.run).
-VISION_MODULES = tuple(
-    f"edge_agent.vision.{name}"
-    for name in ("align", "anchors", "detect", "embed", "faces", "letterbox", "nms", "shape_predictor")
-)
 LANDMARKS_FILE_ID = "dlib-5pt-landmarks"
 ALIGNMENT_FILE_ID = "blazeface-to-dlib-alignment"
 
@@ -108,9 +103,6 @@ class FacePipeline:
         self.embedder = embedder
         self.quality = quality
         self.name = f"edge-agent ({detector.model_id} + {aligner_name(aligner)} + {embedder.model_id})"
-        parts = [detector.model.sha256, embedder.model.sha256, aligner.fingerprint]
-        code = source_fingerprint(*VISION_MODULES)
-        self.fingerprint = "|".join([*parts, detector.settings.model_dump_json(), code])
 
     @classmethod
     def from_settings(

@@ -138,31 +138,6 @@ def test_update_needs_frame_time_with_a_zone() -> None:
         tracker().update([face(0, 0)], datetime(2024, 5, 1, 12, 0))
 
 
-def test_embedding_policy_first_shot_then_gain_or_interval() -> None:
-    t = tracker(embed_interval_s=0.5, min_quality_gain=0.1)
-    (tracked,) = t.update([face(100, 100)], at(0.0))
-    track = tracked.track_id
-    assert t.wants_embedding(track, 0.4, at(0.0))
-    t.embedded(track, 0.4, at(0.0))
-    assert not t.wants_embedding(track, 0.45, at(0.1))  # too soon, not better enough
-    assert t.wants_embedding(track, 0.5, at(0.1))  # better by the gain
-    t.embedded(track, 0.5, at(0.1))
-    assert not t.wants_embedding(track, 0.3, at(0.5))
-    assert t.wants_embedding(track, 0.3, at(0.6))  # the interval passed
-    t.embedded(track, 0.3, at(0.6))
-    assert not t.wants_embedding(track, 0.55, at(0.7))  # the best so far (0.5) still counts
-    assert t.wants_embedding(track, 0.6, at(0.7))
-    assert not t.wants_embedding(99, 1.0, at(0.7))  # unknown track
-    t.embedded(99, 1.0, at(0.7))  # ignored
-
-
-def test_ended_tracks_want_no_embedding() -> None:
-    t = tracker(max_missed_s=1.0)
-    ids(t, [face(100, 100)], 0.0)
-    t.update([], at(5.0))
-    assert not t.wants_embedding(1, 0.9, at(5.0))
-
-
 # ---- real footage ----------------------------------------------------------------------------------------
 
 

@@ -17,13 +17,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from edge_agent.config import MqttSettings
 from edge_agent.events.mqtt import Publisher
 from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import StatusMessage
-from edge_agent.fleet.device import CommandProcessor, DeviceHooks, answer
+from edge_agent.fleet.device import CommandProcessor, answer
 from edge_agent.fleet.inbox import Received
 from edge_agent.watchlist import audit
 from edge_agent.watchlist.store import Watchlist
@@ -40,6 +40,19 @@ class WatchlistModel:
 
     model_id: str
     dimensions: int
+
+
+class SimControl:
+    """A simulated device's control surface (`DeviceControl`): its watchlist, a fixed threshold, a status."""
+
+    def __init__(self, watchlist: Watchlist) -> None:
+        self.watchlist = watchlist
+
+    def set_target_fmr(self, _target: float, /) -> float:
+        return THRESHOLD
+
+    def status(self) -> dict[str, Any]:
+        return {"status": {"live_subjects": self.watchlist.stats().live_subjects}}
 
 
 class SimDevice:
@@ -84,11 +97,7 @@ class SimDevice:
         watchlist = Watchlist.open(
             self.folder / "watchlist.db", model_id=self.model.model_id, dimensions=self.model.dimensions
         )
-        hooks = DeviceHooks(
-            set_target_fmr=lambda _rate: THRESHOLD,
-            status=lambda: {"status": {"live_subjects": watchlist.stats().live_subjects}},
-        )
-        commands = CommandProcessor(self.device_id, lambda: watchlist, self.store, self.trusted_keys, hooks)
+        commands = CommandProcessor(self.device_id, SimControl(watchlist), self.store, self.trusted_keys)
         self._ready.set()
         try:
             while True:

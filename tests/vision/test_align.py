@@ -25,7 +25,7 @@ from edge_agent.capture.media import read_image
 from edge_agent.errors import ModelError
 from edge_agent.lab.evaluation.datasets import people_and_strangers
 from edge_agent.types import Face, RGBImage
-from edge_agent.vision import align
+from edge_agent.vision import align, alignment_fit
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.shape_predictor import ShapePredictor
 
@@ -43,8 +43,8 @@ END_TO_END = (
 
 
 @pytest.fixture(scope="module")
-def alignment() -> align.AlignmentModel:
-    return align.AlignmentModel.load(ALIGNMENT)
+def alignment() -> alignment_fit.AlignmentModel:
+    return alignment_fit.AlignmentModel.load(ALIGNMENT)
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +56,7 @@ def dlib_predictor() -> Any:
 def photos(
     faces_dir: Path,
     make_detector: Callable[..., FaceDetector],
-    alignment: align.AlignmentModel,
+    alignment: alignment_fit.AlignmentModel,
     dlib_predictor: Any,
 ) -> list[tuple[str, RGBImage, Face, Any]]:
     """Each people/ and strangers/ photo, its largest BlazeFace face, and dlib's 5 landmarks for it
@@ -141,7 +141,7 @@ def test_pyramid_down_equals_dlibs(photos: list[tuple[str, RGBImage, Face, Any]]
     assert align.pyramid_down(image[:8, :50]).size == 0
 
 
-def test_alignment_file_describes_its_fit(alignment: align.AlignmentModel) -> None:
+def test_alignment_file_describes_its_fit(alignment: alignment_fit.AlignmentModel) -> None:
     document = json.loads(ALIGNMENT.read_text())
     fit = document["fit"]
     assert fit["photos"].startswith("lfw-devtrain/") and fit["faces"] >= 300
@@ -163,18 +163,20 @@ def test_broken_alignment_files_raise_model_error(tmp_path: Path, content: str |
     if content is not None:
         path.write_text(content)
     with pytest.raises(ModelError, match=message):
-        align.AlignmentModel.load(path)
+        alignment_fit.AlignmentModel.load(path)
 
 
 def test_wrong_coefficient_shapes_raise_model_error() -> None:
     document = json.loads(ALIGNMENT.read_text())
     document["landmark_rect"]["coefficients"] = document["landmark_rect"]["coefficients"][:-1]
     with pytest.raises(ModelError, match="rect coefficients"):
-        align.AlignmentModel.from_dict(document)
+        alignment_fit.AlignmentModel.from_dict(document)
 
 
 def test_both_routes_come_close_to_dlibs_descriptor(
-    photos: list[tuple[str, RGBImage, Face, Any]], alignment: align.AlignmentModel, dlib_predictor: Any
+    photos: list[tuple[str, RGBImage, Face, Any]],
+    alignment: alignment_fit.AlignmentModel,
+    dlib_predictor: Any,
 ) -> None:
     """dlib's full pipeline (HOG upsample 1 → 5 landmarks → chip → ResNet) against its ResNet on our
     chips: from BlazeFace with our landmarks, and with the keypoint template alone."""

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import RuntimeSettings, Settings
-from edge_agent.engine.live import models_of
+from edge_agent.engine.match_event import models_of
 from edge_agent.errors import ModelError
 from edge_agent.events.schema import StatusMessage
 from edge_agent.vision.embed import FaceEmbedder

@@ -23,7 +23,7 @@ from edge_agent.capture.media import read_image
 from edge_agent.errors import ModelError
 from edge_agent.lab.evaluation.datasets import people_and_strangers
 from edge_agent.types import RGBImage
-from edge_agent.vision.align import AlignmentModel
+from edge_agent.vision.alignment_fit import AlignmentModel
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.dlib_format import DlibReader
 from edge_agent.vision.shape_predictor import ShapePredictor
