@@ -39,7 +39,7 @@ test: lint
 	$(BIN)/python -m pytest
 
 test-slow: $(VENV)/.dev-installed
-	EDGE_AGENT_SLOW=1 $(BIN)/python -m pytest -m slow
+	EDGE_AGENT_TEST_SLOW=1 $(BIN)/python -m pytest -m slow
 
 bench-detect: $(VENV)/.dev-installed
 	$(BIN)/edge-agent bench detect

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 from pathlib import Path
 
@@ -24,15 +23,3 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             temporary.unlink(missing_ok=True)
         raise EdgeAgentError(f"cannot write {path}: {exc.strerror or exc}") from None
-
-
-def source_fingerprint(*modules: str) -> str:
-    """A hash of the named modules' source, so a describer's cache dies with a change to its code."""
-    import importlib
-
-    digest = hashlib.sha256()
-    for name in sorted(modules):
-        source = importlib.import_module(name).__file__
-        if source is not None:
-            digest.update(Path(source).read_bytes())
-    return digest.hexdigest()[:16]

@@ -20,13 +20,12 @@ from types import FrameType
 
 from edge_agent import agent_version
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
-from edge_agent.capture.source import FrameSource, open_source, redact
+from edge_agent.capture.source import FrameSource, open_source
 from edge_agent.config import Settings
 from edge_agent.engine.live import LivePipeline, open_watchlist
 from edge_agent.engine.match_event import models_of
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import STOP_WAIT_S, Publisher, Topics
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import STOP_WAIT_S, Publisher
 from edge_agent.events.schema import (
     CameraHealth,
     Counters,
@@ -36,7 +35,10 @@ from edge_agent.events.schema import (
     StatusMessage,
     Storage,
 )
+from edge_agent.events.store import EventStore
+from edge_agent.events.topics import Topics
 from edge_agent.fleet.link import FleetLink, forget_expired_nonces
+from edge_agent.redaction import redact
 from edge_agent.sdnotify import SystemdNotifier
 from edge_agent.sysinfo import cpu_temperature_c, rss_mib
 from edge_agent.vision.faces import FacePipeline

@@ -62,6 +62,10 @@ class Kind:
 
 
 def canonical(value: object) -> str:
+    """The one JSON spelling of `value`: sorted keys, no spaces, UTF-8 text (not \\u escapes), no NaN or
+    infinity. Signed payloads and the watchlist's audit chain (`edge_agent.watchlist.audit`) both hash
+    these exact bytes, so an old signed command and an old audit chain verify only while it never changes.
+    """
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 

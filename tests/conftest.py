@@ -12,12 +12,14 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edge_agent.config import DetectorSettings, RuntimeSettings
 from edge_agent.events.schema import MatchEvent
 from edge_agent.lab.demo.kit import default_kit
 from edge_agent.lab.evaluation.datasets import people_and_strangers
 from edge_agent.vision.detect import FaceDetector
+from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.settings import DetectorSettings, RuntimeSettings
+from tests.kits.agent_kit import agent_settings
 from tests.kits.broker import Broker, Pki
 
 REPO = Path(__file__).resolve().parent.parent
@@ -69,6 +71,13 @@ def catalog() -> ModelCatalog:
     return ModelCatalog.load()
 
 
+@pytest.fixture(scope="module")
+def faces(catalog: ModelCatalog) -> FacePipeline:
+    """The live agent's face pipeline at its default settings, one per test module: a module that
+    changes its operating point (a fleet `set_target_fmr`) does not change another's."""
+    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
+
+
 @pytest.fixture(scope="session")
 def make_detector(catalog: ModelCatalog) -> Callable[..., FaceDetector]:
     """Build a real detector from settings overrides, cached per distinct settings."""
@@ -85,10 +94,10 @@ def make_detector(catalog: ModelCatalog) -> Callable[..., FaceDetector]:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Slow tests (model rebuilds, downloads) run only with EDGE_AGENT_SLOW=1 (`make test-slow`)."""
-    if os.environ.get("EDGE_AGENT_SLOW") == "1":
+    """Slow tests (model rebuilds, downloads) run only with EDGE_AGENT_TEST_SLOW=1 (`make test-slow`)."""
+    if os.environ.get("EDGE_AGENT_TEST_SLOW") == "1":
         return
-    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (EDGE_AGENT_SLOW=1)")
+    skip = pytest.mark.skip(reason="slow: run with `make test-slow` (EDGE_AGENT_TEST_SLOW=1)")
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)

@@ -38,12 +38,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from manifest_blocks import replace_block, toml_value
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import CALIBRATED_FMRS, load_settings
+from edge_agent.config import load_settings
 from edge_agent.lab.evaluation.datasets import load_pairs_csv, pair_images
-from edge_agent.lab.evaluation.metrics import all_pair_distances, paired_distances, threshold_for_fmr
+from edge_agent.lab.evaluation.distances import all_pair_distances, paired_distances
+from edge_agent.lab.evaluation.verification import threshold_for_fmr
 from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.settings import CALIBRATED_FMRS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -42,10 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from edge_agent.capture.media import read_image  # noqa: E402
-from edge_agent.config import DetectorSettings, RuntimeSettings  # noqa: E402
 from edge_agent.types import Face, RGBImage  # noqa: E402
 from edge_agent.vision import align, alignment_fit  # noqa: E402
 from edge_agent.vision.detect import FaceDetector  # noqa: E402
+from edge_agent.vision.settings import DetectorSettings, RuntimeSettings  # noqa: E402
 from edge_agent.vision.shape_predictor import ShapePredictor  # noqa: E402
 
 FloatArray = npt.NDArray[np.float64]

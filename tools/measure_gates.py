@@ -47,11 +47,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from edge_agent.capture.media import read_frames, read_image  # noqa: E402
-from edge_agent.config import QualitySettings, Settings  # noqa: E402
+from edge_agent.config import Settings  # noqa: E402
 from edge_agent.lab.evaluation.datasets import people_and_strangers  # noqa: E402
 from edge_agent.types import Face, RGBImage  # noqa: E402
 from edge_agent.vision.faces import FacePipeline  # noqa: E402
 from edge_agent.vision.quality import assess, detector_gate_failures, edge_gap  # noqa: E402
+from edge_agent.vision.settings import QualitySettings  # noqa: E402
 
 VIDEO_EVERY = 5
 SCENE_EVERY = 15

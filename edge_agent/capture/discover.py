@@ -18,8 +18,8 @@ import cv2
 from edge_agent.capture.jetson import describe_input, gstreamer_support, pipeline_string
 from edge_agent.capture.opencv import CaptureFormat, capture_target
 from edge_agent.capture.picamera2 import import_picamera2, video_configuration
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.capture.source import is_file_source
-from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.redaction import redact
 

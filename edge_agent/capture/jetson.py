@@ -40,7 +40,7 @@ from pathlib import Path
 import cv2
 
 from edge_agent.capture.opencv import OpenCVSource
-from edge_agent.config import CameraSettings
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.errors import CaptureError, ConfigError
 from edge_agent.redaction import redact
 from edge_agent.types import Frame

@@ -41,7 +41,7 @@ from edge_agent.capture.media import (
     ended_early_text,
     quiet_decoders,
 )
-from edge_agent.config import CameraSettings, RtspTransport
+from edge_agent.capture.settings import CameraSettings, RtspTransport
 from edge_agent.errors import CaptureError, MediaError
 from edge_agent.redaction import redact
 from edge_agent.types import Frame, RGBImage

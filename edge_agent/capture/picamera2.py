@@ -41,7 +41,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import CameraSettings
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.types import Frame, RGBImage
 

@@ -17,8 +17,8 @@ from typing import Literal
 
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential
 
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.capture.source import FrameSource
-from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.redaction import redact
 from edge_agent.types import Frame

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
-from edge_agent.config import CameraSettings
-from edge_agent.redaction import redact as redact  # re-exported: the one redaction, for older imports
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.types import Frame
 
 
@@ -50,21 +49,11 @@ def is_file_source(settings: CameraSettings) -> bool:
     return not is_device_or_url(settings.source)
 
 
-def open_source(settings: CameraSettings, log: Callable[[str], None] = lambda line: None) -> FrameSource:
-    """The source plugin `camera.type` names (not yet opened); each is imported only when chosen, so the
-    agent runs where picamera2 or GStreamer are absent."""
-    if settings.type == "picamera2":
-        from edge_agent.capture.picamera2 import Picamera2Source
+Log = Callable[[str], None]
+SourceFactory = Callable[[CameraSettings, Log], FrameSource]
 
-        return Picamera2Source(settings)
-    if settings.type == "jetson":
-        from edge_agent.capture.jetson import JetsonSource
 
-        return JetsonSource(settings)
-    if settings.type == "bodycam":
-        from edge_agent.capture.bodycam import BodycamSource
-
-        return BodycamSource(settings, log)
+def _opencv(settings: CameraSettings, log: Log) -> FrameSource:
     from edge_agent.capture.opencv import CaptureFormat, OpenCVSource
 
     return OpenCVSource(
@@ -76,3 +65,37 @@ def open_source(settings: CameraSettings, log: Callable[[str], None] = lambda li
         network_timeout_s=settings.timeout_s,
         rtsp_transport=settings.rtsp_transport,
     )
+
+
+def _picamera2(settings: CameraSettings, log: Log) -> FrameSource:
+    from edge_agent.capture.picamera2 import Picamera2Source
+
+    return Picamera2Source(settings)
+
+
+def _jetson(settings: CameraSettings, log: Log) -> FrameSource:
+    from edge_agent.capture.jetson import JetsonSource
+
+    return JetsonSource(settings)
+
+
+def _bodycam(settings: CameraSettings, log: Log) -> FrameSource:
+    from edge_agent.capture.bodycam.source import BodycamSource
+
+    return BodycamSource(settings, log)
+
+
+# `camera.type` -> the factory of its source. Each factory imports its module only when called, so the
+# agent runs where picamera2 or GStreamer are absent. A new source: its module, its settings (a field of
+# `CameraSettings` named like it, a value of `camera.type`), and one line here.
+SOURCES: Mapping[str, SourceFactory] = {
+    "opencv": _opencv,
+    "picamera2": _picamera2,
+    "jetson": _jetson,
+    "bodycam": _bodycam,
+}
+
+
+def open_source(settings: CameraSettings, log: Log = lambda line: None) -> FrameSource:
+    """The source plugin `camera.type` names (not yet opened)."""
+    return SOURCES[settings.type](settings, log)

@@ -8,6 +8,7 @@ import sys
 from typing import Any
 
 from edge_agent.config import Settings, load_settings
+from edge_agent.face_metric import face_metric
 from edge_agent.watchlist.store import Watchlist
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2  # 2: usage and configuration errors
@@ -23,16 +24,14 @@ def settings_from(args: argparse.Namespace, **sections: dict[str, Any]) -> Setti
     return load_settings(args.config, True, **sections)
 
 
-def open_watchlist(settings: Settings, dimensions: int | None = None) -> Watchlist:
-    """The configured watchlist for the configured embedder's model; repairs are printed on stderr.
-    `dimensions` comes from an embedder already loaded; without it the manifest is read for it."""
-    if dimensions is None:
-        from edge_agent.vision.manifest import ModelCatalog
+def open_watchlist(settings: Settings) -> Watchlist:
+    """The configured watchlist for the configured embedder's model, in its manifest metric; repairs are
+    printed on stderr. Only the manifest is read, no model is loaded."""
+    from edge_agent.vision.manifest import ModelCatalog
 
-        catalog = ModelCatalog.load(settings.models_dir)
-        spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
-        dimensions = spec.dimensions
-    watchlist = Watchlist.for_settings(settings, dimensions)
+    catalog = ModelCatalog.load(settings.models_dir)
+    spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
+    watchlist = Watchlist.for_settings(settings, spec.dimensions, metric=face_metric(spec.metric))
     for notice in watchlist.notices:
         print(f"edge-agent: {notice}", file=sys.stderr)
     return watchlist

@@ -118,12 +118,10 @@ def _one_face(pipeline: FacePipeline, path: Path, single: bool) -> tuple[Describ
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from edge_agent.vision.embed import distance
-
     pipeline = FacePipeline.from_settings(_settings(args))
     a, note_a = _one_face(pipeline, args.a, args.single)
     b, note_b = _one_face(pipeline, args.b, args.single)
-    d = distance(a.descriptor, b.descriptor)
+    d = pipeline.embedder.distance(a.descriptor, b.descriptor)
     point = pipeline.embedder.operating_point
     same = pipeline.embedder.is_match(d)
     if args.json:

@@ -148,7 +148,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             raise EdgeAgentError(f"{photo}: face quality too low ({'; '.join(failures)}); nothing enrolled")
         digest = hashlib.sha256(photo.read_bytes()).hexdigest()
         templates.append(NewTemplate(face.descriptor, face.quality.score, digest))
-    with open_watchlist(settings, pipeline.embedder.spec.dimensions) as watchlist:
+    with open_watchlist(settings) as watchlist:
         enrolled = watchlist.enroll(subject, templates)
     print(
         f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
@@ -219,7 +219,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise EdgeAgentError(f"{args.photo}: no face found")
     thresholds = pipeline.embedder.calibration.thresholds if pipeline.embedder.calibration else ()
     threshold = pipeline.embedder.threshold
-    with open_watchlist(settings, pipeline.embedder.spec.dimensions) as watchlist:
+    with open_watchlist(settings) as watchlist:
         for number, face in enumerate(faces, start=1):
             matches = watchlist.search(face.descriptor, args.k or settings.watchlist.search_k)
             box = [round(v) for v in face.face.box.as_list()]

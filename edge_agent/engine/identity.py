@@ -12,13 +12,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge_agent.config import QualitySettings, TrackingSettings
 from edge_agent.engine.clock import StageClock
 from edge_agent.engine.counters import RunCounters
+from edge_agent.engine.settings import TrackingSettings
 from edge_agent.engine.vote import TemporalVote
 from edge_agent.types import Frame, TrackedFace
 from edge_agent.vision.faces import DescribedFace, FacePipeline
 from edge_agent.vision.quality import assess, detector_gate_failures
+from edge_agent.vision.settings import QualitySettings
 
 
 @dataclass(frozen=True)

@@ -41,7 +41,7 @@ logger = logging.getLogger("edge_agent")
 
 def open_watchlist(settings: Settings, faces: FacePipeline) -> Watchlist:
     """The configured watchlist for this embedder, its notices (rebuilds, migrations) logged."""
-    watchlist = Watchlist.for_settings(settings, faces.embedder.spec.dimensions)
+    watchlist = Watchlist.for_settings(settings, faces.embedder.spec.dimensions, metric=faces.embedder.metric)
     for notice in watchlist.notices:
         logger.info("watchlist: %s", notice)
     return watchlist

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_agent.events.outbox import HELD_MAX, RETRY_S
+from edge_agent.events.held import HELD_MAX
 from edge_agent.events.storage import WriteState, storage_fault
+from edge_agent.events.store import RETRY_S
 from edge_agent.watchlist.store import Watchlist
 
 

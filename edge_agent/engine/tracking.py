@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from edge_agent.config import TrackingSettings
+from edge_agent.engine.settings import TrackingSettings
 from edge_agent.types import Box, Face, TrackedFace
 
 MAX_SCALE_CHANGE = 1.5

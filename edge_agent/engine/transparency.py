@@ -17,30 +17,19 @@ Where each number comes from:
 - the audit chain: the whole log verified when the report is made, and its head hash.
 
 Nothing per person: subject ids and names are only read inside SQL counts, never returned. Both databases
-are read only (the event store is upgraded to the current schema first, as the agent itself would).
+are read only (the event store is upgraded to the current schema first, as the agent itself would). The
+queries live with their tables (`edge_agent.events.counters.period_counts`,
+`edge_agent.watchlist.tally.audit_tally`); this module joins their counts into one report.
 """
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
-import threading
-import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from datetime import UTC, date, datetime
-from pathlib import Path
 
-import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
-
-from edge_agent.config import Settings
 from edge_agent import agent_version
-from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.events.mqtt import Topics, configure_client
-from edge_agent.events.outbox import EventStore
+from edge_agent.config import Settings
+from edge_agent.errors import ConfigError
+from edge_agent.events.counters import period_counts
 from edge_agent.events.schema import (
     AuditChainStatus,
     CommandCounts,
@@ -49,7 +38,9 @@ from edge_agent.events.schema import (
     TransparencyReport,
     WatchlistChanges,
 )
-from edge_agent.watchlist import audit
+from edge_agent.events.session import MqttSession
+from edge_agent.events.topics import Topics
+from edge_agent.watchlist.tally import audit_tally
 
 # audit action -> field of WatchlistChanges / CommandCounts
 CHANGES = {"enroll": "enrolments", "import": "imports", "remove": "removals", "purge": "expiries"}
@@ -65,10 +56,9 @@ def build_report(
     last = until or generated.astimezone(UTC).date()
     if since > last:
         raise ConfigError(f"--since {since.isoformat()} is after --until {last.isoformat()}")
-    counters, counted_since = _event_counts(settings, since, last)
-    with _read_only(settings.watchlist.path, "watchlist") as conn:
-        actions, by_watchlist = _audit_counts(conn, settings.watchlist.path, since, last)
-        check, head = audit.verify(conn), audit.head(conn)
+    counters, counted_since = period_counts(settings.events, since, last)
+    tally = audit_tally(settings.watchlist.path, since, last)
+    by_watchlist, actions, check = tally.matches_by_watchlist, tally.actions, tally.chain
     return TransparencyReport(
         device_id=settings.device_id,
         generated_at=generated,
@@ -84,49 +74,8 @@ def build_report(
         reviews_required=sum(by_watchlist.values()),
         watchlist_changes=WatchlistChanges(**{f: actions.get(a, 0) for a, f in CHANGES.items()}),
         commands=CommandCounts(**{f: actions.get(a, 0) for a, f in COMMANDS.items()}),
-        audit=AuditChainStatus(verified=check.ok, rows=check.rows, head=head, detail=check.reason),
+        audit=AuditChainStatus(verified=check.ok, rows=check.rows, head=tally.head, detail=check.reason),
     )
-
-
-def _event_counts(settings: Settings, since: date, until: date) -> tuple[dict[str, int], date | None]:
-    path = settings.events.path
-    if not path.is_file():
-        raise EdgeAgentError(f"{path}: no event store there (events.path); has the agent run on this device?")
-    with EventStore.from_settings(settings.events) as store:
-        return store.counters_between(since, until), store.first_counted_day()
-
-
-@contextmanager
-def _read_only(path: Path, what: str) -> Iterator[sqlite3.Connection]:
-    if not path.is_file():
-        raise EdgeAgentError(f"{path}: no {what} database there")
-    try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-    except sqlite3.Error as exc:
-        raise EdgeAgentError(f"{path}: cannot open the {what} database ({exc})") from None
-    with closing(conn):
-        yield conn
-
-
-def _audit_counts(
-    conn: sqlite3.Connection, path: Path, since: date, until: date
-) -> tuple[dict[str, int], dict[str, int]]:
-    """Audit rows of the period per action, and `match` rows per watchlist (counts only)."""
-    period = (since.isoformat(), until.isoformat())
-    in_period = "substr(a.at, 1, 10) BETWEEN ? AND ?"  # `at` is UTC ISO-8601 text: its date comes first
-    try:
-        actions = conn.execute(
-            f"SELECT a.action, count(*) FROM audit a WHERE {in_period} GROUP BY a.action", period
-        ).fetchall()
-        matches = conn.execute(
-            f"SELECT coalesce(s.watchlist, '(unknown subject)'), count(*) FROM audit a "
-            f"LEFT JOIN subjects s ON s.id = a.subject_id WHERE a.action = 'match' AND {in_period} "
-            f"GROUP BY 1 ORDER BY 1",
-            period,
-        ).fetchall()
-    except sqlite3.Error as exc:
-        raise EdgeAgentError(f"{path}: not a usable watchlist database ({exc})") from None
-    return {str(a): int(n) for a, n in actions}, {str(w): int(n) for w, n in matches}
 
 
 # ---- Markdown -----------------------------------------------------------------------------------------
@@ -200,44 +149,8 @@ def publish_report(
     """Sends the report retained with QoS 1 on `<prefix>/<device_id>/report` and waits for the broker's
     acknowledgement; returns the topic. One-line EdgeAgentError when the broker cannot be reached, refuses
     the login or does not acknowledge in time."""
-    mqtt_settings = settings.mqtt
-    topic = Topics(mqtt_settings.topic_prefix, settings.device_id).report
-    address = f"{mqtt_settings.host}:{mqtt_settings.port}"
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2,
-        client_id=f"edge-agent-report-{uuid.uuid4().hex[:8]}",  # not the agent's id: that would cut it off
-        clean_session=True,
-        protocol=mqtt.MQTTv311,
-    )
-    configure_client(client, mqtt_settings)
-    answered = threading.Event()
-    refusal: list[str] = []
-
-    def on_connect(
-        client: mqtt.Client, userdata: object, flags: object, reason: ReasonCode, props: Properties | None
-    ) -> None:
-        if reason.is_failure:
-            refusal.append(str(reason).lower())
-        answered.set()
-
-    client.on_connect = on_connect
-    try:
-        client.connect(mqtt_settings.host, mqtt_settings.port, keepalive=mqtt_settings.keepalive_s)
-    except OSError as exc:  # refused, unreachable, unknown host, TLS failure
-        raise EdgeAgentError(f"cannot reach broker {address}: {exc.strerror or exc}") from None
-    client.loop_start()
-    try:
-        if not answered.wait(timeout_s):
-            raise EdgeAgentError(f"broker {address} did not accept the connection within {timeout_s:g} s")
-        if refusal:
-            raise EdgeAgentError(f"broker {address} refused the connection: {refusal[0]}")
-        info = client.publish(topic, report.to_json(), qos=1, retain=True)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            with contextlib.suppress(RuntimeError):  # the connection went: not acknowledged, said below
-                info.wait_for_publish(timeout_s)
-        if not info.is_published():
-            raise EdgeAgentError(f"broker {address} did not acknowledge the report within {timeout_s:g} s")
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    topic = Topics(settings.mqtt.topic_prefix, settings.device_id).report
+    # a client id of its own, not the agent's: that would cut the agent off
+    with MqttSession(settings.mqtt, "edge-agent-report", timeout_s) as session:
+        session.publish(topic, report.to_json(), what="the report", retain=True)
     return topic

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Generic, TypeVar
 
-from edge_agent.config import DecisionSettings
+from edge_agent.engine.settings import DecisionSettings
 from edge_agent.types import Candidate
 
 T = TypeVar("T")

@@ -17,8 +17,9 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from pydantic import ValidationError
 
-from edge_agent.config import MqttSettings, describe_validation_error
+from edge_agent.config import describe_validation_error
 from edge_agent.events.schema import PAYLOADS, Payload
+from edge_agent.events.settings import MqttSettings
 from edge_agent.events.subscription import Subscription
 
 SCHEMA_KINDS = {f"edge-agent.{kind}/1": kind for kind in PAYLOADS}

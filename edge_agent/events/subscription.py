@@ -15,13 +15,18 @@ import uuid
 from collections.abc import Callable
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import _Client, configure_client, socket_error_text
+from edge_agent.events.connection import (
+    broker_address,
+    closed_early_text,
+    new_client,
+    refused_text,
+    socket_error_text,
+)
+from edge_agent.events.settings import MqttSettings
 
 OnMessage = Callable[[mqtt.MQTTMessage], None]
 
@@ -46,15 +51,11 @@ class Subscription:
         self.failed = threading.Event()  # the first connection failed (refused, or any other reason)
         self.connected_once = False
         self.last_error: str | None = None
-        self.address = f"{settings.host}:{settings.port}"
+        self.address = broker_address(settings)
         self._deliver = on_message
-        self.client = _Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}",
-            clean_session=not persistent,
-            protocol=mqtt.MQTTv311,
+        self.client = new_client(
+            settings, client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}", clean_session=not persistent
         )
-        configure_client(self.client, settings)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -70,7 +71,7 @@ class Subscription:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self.last_error = f"broker {self.address} refused the connection: {reason}"
+            self.last_error = refused_text(self.address, reason)
             self.refused.set()
             self.failed.set()
             return
@@ -97,8 +98,7 @@ class Subscription:
         properties: Properties | None,
     ) -> None:
         if not self.connected_once and not self.refused.is_set():
-            hint = "" if self.settings.uses_tls else " (a TLS port? set mqtt.tls and mqtt.ca_file)"
-            self._problem(f"broker {self.address} closed the connection before accepting it{hint}")
+            self._problem(closed_early_text(self.address, self.settings.uses_tls))
 
     def _on_subscribe(
         self,
@@ -121,7 +121,7 @@ class Subscription:
         if timeout_s is not None and not self.subscribed.wait(timeout_s):
             self.close()
             why = self.last_error or f"no subscription confirmed within {timeout_s:g} s"
-            raise EdgeAgentError(f"subscriber at {self.settings.host}:{self.settings.port}: {why}")
+            raise EdgeAgentError(f"subscriber at {self.address}: {why}")
 
     def close(self) -> None:
         self.client.disconnect()

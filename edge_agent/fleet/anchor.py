@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent import bounded, signed
 from edge_agent.bounded import KIB
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import Publisher
+from edge_agent.events.publisher import Publisher
 from edge_agent.events.schema import SignedEnvelope
 from edge_agent.watchlist import audit
 

@@ -13,28 +13,22 @@ command when it arrives after the publish from a device the command was for, and
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
 import time
-import uuid
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
-from paho.mqtt.properties import Properties
-from paho.mqtt.reasoncodes import ReasonCode
 from pydantic import ValidationError
 
 from edge_agent import bounded
 from edge_agent.bounded import InputRefusedError
-from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import configure_client
 from edge_agent.events.schema import CommandResultMessage
+from edge_agent.events.session import MqttSession
+from edge_agent.events.settings import MqttSettings
 from edge_agent.fleet.command import ALL_DEVICES, COMMAND, COMMANDS
 from edge_agent.signed import open_envelope, short
 
@@ -194,140 +188,39 @@ def _answers(arrivals: list[_Arrival], envelope: Envelope, published_at: float) 
     return sorted(by_device.values(), key=lambda r: r.after_s)
 
 
-# ---- the MQTT session ---------------------------------------------------------------------------------
+# ---- the answers as they arrive ------------------------------------------------------------------------
 
 
-class _Session:
-    """One short-lived client: connect (one-line errors), subscribe and publish with acknowledgement,
-    and keep every valid command result that arrives."""
+class _Arrivals:
+    """Every valid command result a session receives, in arrival order (thread-safe)."""
 
-    def __init__(self, settings: MqttSettings, deadline: float) -> None:
-        self.settings = settings
-        self.deadline = deadline
-        self.address = f"{settings.host}:{settings.port}"
-        self.client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"edge-agent-central-{uuid.uuid4().hex[:8]}",  # never a device's id
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        configure_client(self.client, settings)
-        self.client.on_connect = self._on_connect
-        self.client.on_subscribe = self._on_subscribe
-        self.client.on_message = self._on_message
-        self._changed = threading.Condition()
-        self._connack: str | None = None  # "" accepted, else the refusal
-        self._subacks: dict[int, list[ReasonCode]] = {}
-        self.arrivals: list[_Arrival] = []
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._arrivals: list[_Arrival] = []
 
-    def _remaining(self) -> float:
-        return max(0.0, self.deadline - time.monotonic())
-
-    def __enter__(self) -> _Session:
+    def add(self, message: mqtt.MQTTMessage) -> None:
+        at = time.monotonic()
+        data = bytes(message.payload)
         try:
-            self.client.connect(self.settings.host, self.settings.port, keepalive=self.settings.keepalive_s)
-        except OSError as exc:  # refused, unreachable, unknown host, TLS failure
-            raise EdgeAgentError(f"cannot reach broker {self.address}: {exc.strerror or exc}") from None
-        self.client.loop_start()
-        try:
-            with self._changed:
-                self._changed.wait_for(lambda: self._connack is not None, self._remaining())
-                connack = self._connack
-            if connack is None:
-                raise EdgeAgentError(f"broker {self.address} did not accept the connection in time")
-            if connack:
-                raise EdgeAgentError(f"broker {self.address} refused the connection: {connack}")
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-    def subscribe(self, topic: str) -> None:
-        result, mid = self.client.subscribe(topic, qos=1)
-        if result != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
-            raise EdgeAgentError(f"broker {self.address}: cannot subscribe to {topic} ({result.name})")
-        with self._changed:
-            self._changed.wait_for(lambda: mid in self._subacks, self._remaining())
-            reasons = self._subacks.get(mid)
-        if reasons is None:
-            raise EdgeAgentError(f"broker {self.address} did not confirm the subscription to {topic} in time")
-        if any(reason.is_failure for reason in reasons):
-            raise EdgeAgentError(f"broker {self.address} refused the subscription to {topic}")
-
-    def publish(self, topic: str, payload: bytes) -> None:
-        info = self.client.publish(topic, payload, qos=1, retain=False)
-        if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
-            with contextlib.suppress(RuntimeError, ValueError):  # the connection went: said below
-                info.wait_for_publish(self._remaining())
-        if not info.is_published():
-            raise EdgeAgentError(f"broker {self.address} did not acknowledge the command on {topic} in time")
-
-    def wait(self, done: Callable[[list[_Arrival]], bool]) -> list[_Arrival]:
-        """Until `done(arrivals so far)` or the deadline; returns the arrivals then."""
-        with self._changed:
-            self._changed.wait_for(lambda: done(self.arrivals), self._remaining())
-            return list(self.arrivals)
-
-    # paho's network thread
-
-    def _on_connect(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        flags: mqtt.ConnectFlags,
-        reason: ReasonCode,
-        properties: Properties | None,
-    ) -> None:
-        with self._changed:
-            self._connack = str(reason).lower() if reason.is_failure else ""
-            self._changed.notify_all()
-
-    def _on_subscribe(
-        self,
-        client: mqtt.Client,
-        userdata: object,
-        mid: int,
-        reasons: list[ReasonCode],
-        properties: Properties | None,
-    ) -> None:
-        with self._changed:
-            self._subacks[mid] = reasons
-            self._changed.notify_all()
-
-    def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        arrival = _arrival(bytes(message.payload))
-        if arrival is None:
+            parsed = CommandResultMessage.model_validate_json(data)
+            payload = json.loads(data)
+        except (ValidationError, ValueError):
             return  # not a valid command result: nothing to report on
-        with self._changed:
-            self.arrivals.append(arrival)
-            self._changed.notify_all()
+        with self._lock:
+            self._arrivals.append(_Arrival(at, parsed, payload))
+
+    def now(self) -> list[_Arrival]:
+        with self._lock:
+            return list(self._arrivals)
 
 
-def _arrival(data: bytes) -> _Arrival | None:
-    at = time.monotonic()
-    try:
-        message = CommandResultMessage.model_validate_json(data)
-        payload = json.loads(data)
-    except (ValidationError, ValueError):
-        return None
-    return _Arrival(at, message, payload)
-
-
-@contextlib.contextmanager
-def _session(settings: MqttSettings, timeout_s: float) -> Iterator[_Session]:
-    if timeout_s <= 0:
-        raise EdgeAgentError(f"timeout must be positive, not {timeout_s:g} s")
-    with _Session(settings, time.monotonic() + timeout_s) as session:
-        yield session
+def _session(settings: MqttSettings, timeout_s: float, arrivals: _Arrivals | None = None) -> MqttSession:
+    return MqttSession(
+        settings,
+        "edge-agent-central",  # never a device's id
+        timeout_s,
+        on_message=None if arrivals is None else arrivals.add,
+    )
 
 
 # ---- the three operations -----------------------------------------------------------------------------
@@ -341,7 +234,7 @@ def publish_command(
     command = read_envelope(envelope)
     topic = command_topic(settings, _target_for(command, target), command.command)
     with _session(settings, timeout_s) as session:
-        session.publish(topic, envelope)
+        session.publish(topic, envelope, what=f"the command on {topic}")
     return command.nonce
 
 
@@ -364,10 +257,12 @@ def collect_results(
                 first.setdefault((arrival.message.device_id, nonce), arrival.payload)
         return list(first.values())
 
-    with _session(settings, timeout_s) as session:
+    arrivals = _Arrivals()
+    with _session(settings, timeout_s, arrivals) as session:
         session.subscribe(results_filter(settings))
-        arrivals = session.wait(lambda arrivals: expect is not None and len(matching(arrivals)) >= expect)
-    return matching(arrivals)
+        session.wait(lambda: expect is not None and len(matching(arrivals.now())) >= expect)
+        seen = arrivals.now()
+    return matching(seen)
 
 
 def send(
@@ -387,15 +282,17 @@ def send(
     if expect is not None and expect < 1:
         raise EdgeAgentError(f"expect must be at least 1, not {expect}")
     started = time.monotonic()
-    with _session(settings, timeout_s) as session:
+    arrivals = _Arrivals()
+    with _session(settings, timeout_s, arrivals) as session:
         session.subscribe(results_filter(settings))
         published_at = time.monotonic()
-        session.publish(topic, envelope)
-        arrivals = session.wait(
-            lambda arrivals: expect is not None and len(_answers(arrivals, command, published_at)) >= expect
+        session.publish(topic, envelope, what=f"the command on {topic}")
+        session.wait(
+            lambda: expect is not None and len(_answers(arrivals.now(), command, published_at)) >= expect
         )
+        seen = arrivals.now()
         ended = time.monotonic()
-    results = _answers(arrivals, command, published_at)
+    results = _answers(seen, command, published_at)
     last_at = published_at + results[-1].after_s if results else None
     complete = len(results) >= (expect or 1)
     return Collected(

@@ -24,15 +24,15 @@ from typing import Any, Protocol
 
 from edge_agent import bounded
 from edge_agent.bounded import InputRefusedError
-from edge_agent.config import CALIBRATED_FMRS
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import Publisher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import Publisher
 from edge_agent.events.schema import CommandResultMessage
+from edge_agent.events.store import EventStore
 from edge_agent.fleet.command import Command, CommandRefusedError, max_envelope, open_command
 from edge_agent.fleet.inbox import Received, RefusalLimiter
 from edge_agent.fleet.state import FleetState
 from edge_agent.signed import parse_public_key, short
+from edge_agent.vision.settings import CALIBRATED_FMRS
 from edge_agent.watchlist.store import Watchlist
 from edge_agent.watchlist.transfer import import_bundle, open_bundle
 

@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_agent.config import Settings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import Publisher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import Publisher
+from edge_agent.events.store import EventStore
 from edge_agent.fleet.anchor import StatusAnchor, device_key, device_key_path
 from edge_agent.fleet.device import CommandProcessor, DeviceControl, answer
 from edge_agent.fleet.inbox import CommandInbox

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import DetectorSettings, RuntimeSettings
 from edge_agent.errors import ModelError
 from edge_agent.types import Box, Face, RGBImage
 from edge_agent.vision.anchors import decode_boxes, generate_anchors, sigmoid_scores
@@ -25,6 +24,7 @@ from edge_agent.vision.runtime import (
     load_interpreter,
     quantize_input,
 )
+from edge_agent.vision.settings import DetectorSettings, RuntimeSettings
 
 FloatArray = npt.NDArray[np.float32]
 

@@ -1,8 +1,8 @@
 """Face descriptors: an aligned 150x150 RGB chip → dlib's 128-d ResNet descriptor, run with LiteRT.
 
 The TFLite files are dlib's network rebuilt by `tools/build_models.py` (parity with dlib is tested), so
-distances mean what they mean for dlib: Euclidean, and the thresholds come from the manifest's
-calibration for the build in use, never from a hard-coded 0.6.
+distances mean what they mean for dlib: the manifest's `metric` (Euclidean, `edge_agent.face_metric`),
+and the thresholds come from the manifest's calibration for the build in use, never from a hard-coded 0.6.
 
 One `FaceEmbedder` per thread: a TFLite interpreter is not safe to share between threads.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import EmbedderSettings, RuntimeSettings
 from edge_agent.errors import EdgeAgentError, ModelError
+from edge_agent.face_metric import face_metric
 from edge_agent.vision.manifest import Calibration, EmbedderSpec, FmrThreshold, ModelCatalog, ModelFile
 from edge_agent.vision.runtime import Interpreter, load_interpreter
+from edge_agent.vision.settings import EmbedderSettings, RuntimeSettings
 
 Descriptor = npt.NDArray[np.float32]
 
@@ -33,6 +34,7 @@ class FaceEmbedder:
     ) -> None:
         self.spec = spec
         self.model = model
+        self.metric = face_metric(spec.metric)
         self._interpreter = interpreter
         self._operating_point = operating_point
         self.calibration = calibration  # every calibrated rate of this build, for reporting
@@ -105,12 +107,9 @@ class FaceEmbedder:
         descriptor: Descriptor = self._interpreter.get_tensor(self._output["index"])[0].copy()
         return descriptor
 
+    def distance(self, a: Descriptor, b: Descriptor) -> float:
+        """The distance between two descriptors in this embedder's metric (what `threshold` is in)."""
+        return self.metric.distance(a, b)
+
     def is_match(self, distance: float) -> bool:
         return distance < self.threshold
-
-
-def distance(a: Descriptor, b: Descriptor) -> float:
-    """Euclidean distance between two descriptors (dlib's metric)."""
-    if a.shape != b.shape or a.ndim != 1:
-        raise EdgeAgentError(f"descriptors must be 1-d of the same length, got {a.shape} and {b.shape}")
-    return float(np.linalg.norm(a.astype(np.float64) - b.astype(np.float64)))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import QualitySettings, Settings
+from edge_agent.config import Settings
 from edge_agent.errors import ModelError
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision.align import chip_transform, extract_chip
@@ -22,6 +22,7 @@ from edge_agent.vision.embed import Descriptor, FaceEmbedder
 from edge_agent.vision.manifest import EmbedderSpec, ModelCatalog
 from edge_agent.vision.pick import Pick, pick_detection
 from edge_agent.vision.quality import FaceQuality, assess
+from edge_agent.vision.settings import QualitySettings
 from edge_agent.vision.shape_predictor import ShapePredictor
 
 LANDMARKS_FILE_ID = "dlib-5pt-landmarks"

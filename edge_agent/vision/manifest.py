@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from edge_agent.config import describe_validation_error
 from edge_agent.errors import ModelError
+from edge_agent.face_metric import MetricName
 
 MANIFEST_NAME = "manifest.toml"
 Precision = Literal["float32", "fp16", "dyn8", "int8"]
@@ -66,7 +67,7 @@ class EmbedderSpec(_Strict):
     chip_padding: float = Field(ge=0.0, description="dlib get_face_chip padding the network was trained on.")
     input: Literal["rgb_0_255"] = Field(description="What the model's input tensor holds.")
     dimensions: int = Field(gt=0)
-    metric: Literal["euclidean"]
+    metric: MetricName  # how descriptors are compared: edge_agent.face_metric
     default_precision: Precision = "float32"
     licence: str
     description: str = ""

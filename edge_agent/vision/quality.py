@@ -29,8 +29,8 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 
-from edge_agent.config import QualitySettings
 from edge_agent.types import Face
+from edge_agent.vision.settings import QualitySettings
 
 SHARPNESS_GOOD = 100.0  # Laplacian variance at which sharpness counts as fully good in `score`
 SIZE_GOOD_PX = 80.0  # box width at which size counts as fully good in `score`

@@ -22,31 +22,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.signed import canonical
+from edge_agent.watchlist import subject_hashes
 
 GENESIS_HASH = "0" * 64
 """The prev_hash of row 1."""
 
 _COLUMNS = "id, at, actor, action, subject_id, details, prev_hash, hash"
-
-SUBJECT_COLUMNS = (
-    "id",
-    "display_name",
-    "watchlist",
-    "reason",
-    "source",
-    "created_by",
-    "created_at",
-    "expires_at",
-    "status",
-)
-"""The subject columns whose content the chain records (all of them)."""
-
-SUBJECT_HASH_KEY = "subject_sha256"
-"""The details key: a hash (text) in a subject's own row, {subject id: hash} in a migration row."""
-
-SUBJECT_HASHES_SINCE = 4
-"""The watchlist schema version from which the chain records subject hashes; older files are not
-checked for them (a read-only look at a file no edge-agent of that version has opened yet)."""
 
 ANCHOR_SCHEMA = "edge-agent.audit-anchor/1"
 _ANCHOR_TEXT = re.compile(r"^([0-9]{1,18}):([0-9a-f]{64})$")
@@ -54,7 +36,9 @@ _ANCHOR_TEXT = re.compile(r"^([0-9]{1,18}):([0-9a-f]{64})$")
 
 @dataclass(frozen=True)
 class AuditRow:
-    """One audit entry exactly as stored; `details_json` is the canonical JSON text that was hashed."""
+    """One audit entry exactly as stored; `details_json` is the canonical JSON text that was hashed
+    (`edge_agent.signed.canonical`, the spelling signed envelopes use too: changing it would break every
+    stored chain, so it never changes)."""
 
     id: int
     at: str
@@ -130,17 +114,12 @@ class Anchor:
         return cls(parsed.row_id, parsed.hash, at if isinstance(at, str) else None)
 
 
-def canonical_json(value: object) -> str:
-    """The one JSON spelling of `value`: sorted keys, no spaces, UTF-8 text, no NaN or infinity."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
 def row_hash(
     row_id: int, at: str, actor: str, action: str, subject_id: str | None, details_json: str, prev_hash: str
 ) -> str:
     """SHA-256 (hex) of the canonical JSON array of a row's stored columns; details enter as their text."""
     fields = [row_id, at, actor, action, subject_id, details_json, prev_hash]
-    return hashlib.sha256(canonical_json(fields).encode()).hexdigest()
+    return hashlib.sha256(canonical(fields).encode()).hexdigest()
 
 
 def utc_text(at: datetime) -> str:
@@ -169,7 +148,7 @@ def append(
     last = conn.execute("SELECT id, hash FROM audit ORDER BY id DESC LIMIT 1").fetchone()
     row_id, prev_hash = (1, GENESIS_HASH) if last is None else (int(last[0]) + 1, str(last[1]))
     at_text = utc_text(at)
-    details_json = canonical_json(dict(details))
+    details_json = canonical(dict(details))
     digest = row_hash(row_id, at_text, actor, action, subject_id, details_json, prev_hash)
     row = AuditRow(row_id, at_text, actor, action, subject_id, details_json, prev_hash, digest)
     conn.execute(
@@ -181,7 +160,7 @@ def append(
 
 def verify(conn: sqlite3.Connection) -> AuditCheck:
     """Recomputes every hash in id order and checks the links and that ids run 1, 2, 3, ... without gaps;
-    then that every subject row still has the content the chain last recorded for it."""
+    then that every subject row still has the content the chain last recorded for it (`subject_hashes`)."""
     previous_hash, count = GENESIS_HASH, 0
     recorded: dict[str, tuple[str, int]] = {}
     for expected_id, stored in enumerate(_raw_rows(conn), start=1):
@@ -191,8 +170,8 @@ def verify(conn: sqlite3.Connection) -> AuditCheck:
             bad_id, reason = problem
             return AuditCheck(ok=False, rows=count, first_bad_id=bad_id, reason=reason)
         previous_hash = str(stored[7])
-        _collect_subject_hashes(stored, recorded)
-    mismatch = _check_subjects(conn, recorded)
+        subject_hashes.record_subject_hashes(stored, recorded)
+    mismatch = subject_hashes.first_subject_mismatch(conn, recorded)
     if mismatch is not None:
         contradicted, subject_id, reason = mismatch
         return AuditCheck(
@@ -264,30 +243,6 @@ def anchor_payload(conn: sqlite3.Connection, *, device_id: str, now: datetime) -
     }
 
 
-def subject_sha256(values: Mapping[str, object]) -> str:
-    """SHA-256 (hex) of a subject row's canonical content: the SUBJECT_COLUMNS, each as stored. A column
-    that is not text (which no edge-agent write makes) is tagged with its type, so it cannot collide."""
-    content = {name: _plain(values.get(name)) for name in SUBJECT_COLUMNS}
-    return hashlib.sha256(canonical_json(content).encode()).hexdigest()
-
-
-def subject_digest(conn: sqlite3.Connection, subject_id: str) -> str | None:
-    """The current hash of one subject row, or None when there is no such row."""
-    columns = ", ".join(SUBJECT_COLUMNS)
-    stored = conn.execute(f"SELECT {columns} FROM subjects WHERE id = ?", (subject_id,)).fetchone()
-    return None if stored is None else subject_sha256(dict(zip(SUBJECT_COLUMNS, stored, strict=True)))
-
-
-def subject_digests(conn: sqlite3.Connection) -> dict[str, str]:
-    """The current hash of every subject row, by subject id."""
-    columns = ", ".join(SUBJECT_COLUMNS)
-    found = {}
-    for stored in conn.execute(f"SELECT {columns} FROM subjects ORDER BY rowid"):
-        values = dict(zip(SUBJECT_COLUMNS, stored, strict=True))
-        found[str(values["id"])] = subject_sha256(values)
-    return found
-
-
 def rows(conn: sqlite3.Connection, subject_id: str | None = None, limit: int | None = None) -> list[AuditRow]:
     """Rows in id order, optionally only one subject's; with `limit`, the most recent `limit` of them."""
     params: list[object] = []
@@ -307,69 +262,6 @@ def rows(conn: sqlite3.Connection, subject_id: str | None = None, limit: int | N
 def head(conn: sqlite3.Connection) -> str:
     """The last row's hash (GENESIS_HASH for an empty log); `anchor` adds its row id, to publish."""
     return anchor(conn).hash
-
-
-def _plain(value: object) -> object:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return {"sqlite_type": "blob", "hex": value.hex()}
-    return {"sqlite_type": type(value).__name__, "repr": repr(value)}
-
-
-def _collect_subject_hashes(stored: tuple[object, ...], recorded: dict[str, tuple[str, int]]) -> None:
-    """Notes the subject hashes one verified row records: (hash, row id), later rows overriding."""
-    details_json = stored[5]
-    if not isinstance(details_json, str) or f'"{SUBJECT_HASH_KEY}"' not in details_json:
-        return
-    try:
-        details = json.loads(details_json)
-    except ValueError:
-        return
-    if not isinstance(details, dict):
-        return
-    row_id, subject_id, value = int(str(stored[0])), stored[4], details.get(SUBJECT_HASH_KEY)
-    if isinstance(subject_id, str) and isinstance(value, str):
-        recorded[subject_id] = (value, row_id)
-    elif subject_id is None and isinstance(value, dict):
-        for listed, digest in value.items():
-            if isinstance(digest, str):
-                recorded[str(listed)] = (digest, row_id)
-
-
-def _check_subjects(
-    conn: sqlite3.Connection, recorded: dict[str, tuple[str, int]]
-) -> tuple[int | None, str, str] | None:
-    """The first subject (by the audit row it contradicts) whose row differs from the chain's record,
-    as (audit row id or None, subject id, one-line reason), or None."""
-    problems: list[tuple[int, str, int | None, str]] = []
-    (version,) = conn.execute("PRAGMA user_version").fetchone()
-    if int(version) < SUBJECT_HASHES_SINCE:
-        return None
-    current = subject_digests(conn)
-    for subject_id, digest in current.items():
-        if subject_id not in recorded:
-            reason = f"subject {subject_id} was added outside edge-agent: no audit row records it"
-            problems.append((0, subject_id, None, reason))
-            continue
-        expected, row_id = recorded[subject_id]
-        if digest != expected:
-            reason = (
-                f"subject {subject_id} was edited outside edge-agent: its row no longer matches "
-                f"audit row {row_id}"
-            )
-            problems.append((row_id, subject_id, row_id, reason))
-    for subject_id, (_, row_id) in recorded.items():
-        if subject_id not in current:
-            reason = (
-                f"subject {subject_id} was deleted outside edge-agent: audit row {row_id} records it, "
-                "the subjects table has no such row"
-            )
-            problems.append((row_id, subject_id, row_id, reason))
-    if not problems:
-        return None
-    _, subject_id, bad_id, reason = min(problems, key=lambda problem: (problem[0], problem[1]))
-    return bad_id, subject_id, reason
 
 
 def _raw_rows(conn: sqlite3.Connection) -> Iterator[tuple[object, ...]]:

@@ -28,6 +28,7 @@ import numpy.typing as npt
 from usearch.index import Index
 
 from edge_agent.errors import EdgeAgentError
+from edge_agent.face_metric import FaceMetric
 
 IndexDtype = Literal["f32", "f16", "i8"]
 # Search breadth (HNSW ef). At 1M vectors f16 keeps 0.91 of the correct own-template answers at 256 vs
@@ -37,35 +38,51 @@ F32 = npt.NDArray[np.float32]
 
 
 class TemplateIndex:
-    """Euclidean nearest-neighbour search over templates (usearch `l2sq`, reported as distances)."""
+    """Nearest-neighbour search over templates in the embedder's metric (usearch ranks by the metric's
+    `usearch_kind`; `search` reports the metric's distances)."""
 
     def __init__(
-        self, path: Path, dimensions: int, dtype: IndexDtype, index: Index, deleted_on_disk: int = 0
+        self,
+        path: Path,
+        dimensions: int,
+        dtype: IndexDtype,
+        metric: FaceMetric,
+        index: Index,
+        deleted_on_disk: int = 0,
     ) -> None:
         self.path = path
         self.dimensions = dimensions
         self.dtype = dtype
+        self.metric = metric
         self.deleted_on_disk = deleted_on_disk
         """How many deleted (marked, not erased) vectors the file this index was loaded from holds."""
         self._index = index
         self._index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]  # settable at run time
 
     @classmethod
-    def empty(cls, path: Path, dimensions: int, dtype: IndexDtype) -> TemplateIndex:
-        return cls(path, dimensions, dtype, Index(ndim=dimensions, metric="l2sq", dtype=dtype))
+    def empty(cls, path: Path, dimensions: int, dtype: IndexDtype, metric: FaceMetric) -> TemplateIndex:
+        return cls(
+            path, dimensions, dtype, metric, Index(ndim=dimensions, metric=metric.usearch_kind, dtype=dtype)
+        )
 
     @classmethod
     def build(
-        cls, path: Path, dimensions: int, dtype: IndexDtype, keys: npt.NDArray[np.int64], vectors: F32
+        cls,
+        path: Path,
+        dimensions: int,
+        dtype: IndexDtype,
+        metric: FaceMetric,
+        keys: npt.NDArray[np.int64],
+        vectors: F32,
     ) -> TemplateIndex:
         """A fresh index of exactly these vectors (not saved). O(N log N): HNSW is built anew, about
         125 s for 1M f16 vectors on an 8-core x86 (docs/benchmarks.md), well under a second at 10k."""
-        fresh = cls.empty(path, dimensions, dtype)
+        fresh = cls.empty(path, dimensions, dtype, metric)
         fresh.add(keys, vectors)
         return fresh
 
     @classmethod
-    def load(cls, path: Path, dimensions: int, dtype: IndexDtype) -> TemplateIndex | None:
+    def load(cls, path: Path, dimensions: int, dtype: IndexDtype, metric: FaceMetric) -> TemplateIndex | None:
         """The saved index, or None when it is missing, unreadable or of another shape or dtype."""
         if not path.is_file():
             return None
@@ -77,7 +94,7 @@ class TemplateIndex:
         if index is None or index.ndim != dimensions or str(index.dtype).split(".")[-1].lower() != dtype:
             return None
         deleted = int(header.get("count_deleted", 0)) if isinstance(header, dict) else 0
-        return cls(path, dimensions, dtype, index, deleted_on_disk=deleted)
+        return cls(path, dimensions, dtype, metric, index, deleted_on_disk=deleted)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -95,13 +112,12 @@ class TemplateIndex:
         self._index.add(keys.astype(np.uint64), vectors.astype(np.float32))
 
     def search(self, vector: F32, count: int) -> tuple[npt.NDArray[np.int64], F32]:
-        """Up to `count` nearest template ids and their Euclidean distances, nearest first."""
+        """Up to `count` nearest template ids and their distances in the index's metric, nearest first."""
         if len(self._index) == 0 or count < 1:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
         found = self._index.search(vector.astype(np.float32), min(count, len(self._index)))
         keys = np.asarray(found.keys, dtype=np.int64)
-        distances = np.sqrt(np.maximum(np.asarray(found.distances, dtype=np.float32), 0.0))
-        return keys, distances
+        return keys, self.metric.from_index(found.distances)
 
     @property
     def temporary_path(self) -> Path:

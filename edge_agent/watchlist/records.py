@@ -1,4 +1,4 @@
-"""What the watchlist stores and returns: subjects, their templates, and search matches."""
+"""What the watchlist stores and returns: subjects, their templates, enrolments, and search matches."""
 
 from __future__ import annotations
 
@@ -63,6 +63,22 @@ class NewTemplate:
             raise EdgeAgentError("an embedding holds NaN or infinite values")
         if not SHA256_HEX.match(self.photo_sha256):
             raise EdgeAgentError(f"photo_sha256 must be 64 lowercase hex digits, got {self.photo_sha256!r}")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    """One subject to add with its templates; `subject_id` keeps a given id (a bundle's), else one is made."""
+
+    subject: NewSubject
+    templates: tuple[NewTemplate, ...]
+    subject_id: str | None = None
+
+    def check(self, now: datetime, dimensions: int) -> None:
+        self.subject.check(now)
+        if not self.templates:
+            raise EdgeAgentError(f"subject {self.subject.display_name!r} has no face template")
+        for template in self.templates:
+            template.check(dimensions)
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ wrongly matched face's embedding (float32 little-endian), so that face no longer
 
 4 puts subject rows in the audit chain and adds the tables of refused fleet commands:
 - from now on every audit row that creates or changes a subject carries `subject_sha256`, the hash of the
-  subject row's canonical content (`audit.subject_sha256`), and `audit.verify` compares every subject
-  row with the latest hash the chain recorded for it;
+  subject row's canonical content (`subject_hashes.subject_sha256`), and `audit.verify` compares every
+  subject row with the latest hash the chain recorded for it;
 - migrating an existing database records the current hash of every subject it holds in ONE audit row
   (action `schema_migration`, actor `edge-agent:migration`, subject_id NULL, details
   `{"schema_version": 4, "subject_sha256": {subject id: hash}}`), so edits made after the upgrade are
@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 
 from edge_agent.sqlite_schema import migrate as migrate_file
 from edge_agent.sqlite_schema import statements
-from edge_agent.watchlist import audit
+from edge_agent.watchlist import audit, subject_hashes
 
 _V1 = (
     """CREATE TABLE subjects (
@@ -131,21 +131,21 @@ _V4_TABLES = (
 def _v4(conn: sqlite3.Connection) -> None:
     """The refusal tables, and one audit row recording the hash of every subject already there."""
     statements(*_V4_TABLES)(conn)
-    digests = audit.subject_digests(conn)
+    digests = subject_hashes.subject_digests(conn)
     if digests:
         audit.append(
             conn,
             actor="edge-agent:migration",
             action="schema_migration",
             subject_id=None,
-            details={"schema_version": 4, audit.SUBJECT_HASH_KEY: digests},
+            details={"schema_version": 4, subject_hashes.SUBJECT_HASH_KEY: digests},
             at=datetime.now(UTC),
         )
 
 
 MIGRATIONS = (statements(*_V1), statements(*_V2), statements(*_V3), _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
-assert audit.SUBJECT_HASHES_SINCE == 4 <= SCHEMA_VERSION
+assert subject_hashes.SUBJECT_HASHES_SINCE == 4 <= SCHEMA_VERSION
 
 
 def migrate(conn: sqlite3.Connection, path: str) -> int:

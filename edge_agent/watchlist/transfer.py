@@ -23,8 +23,8 @@ from edge_agent.watchlist.bundle import (
     read_bundle,
     write_bundle,
 )
-from edge_agent.watchlist.records import NewSubject, NewTemplate, Subject, utc_text
-from edge_agent.watchlist.store import Enrolment, Watchlist
+from edge_agent.watchlist.records import Enrolment, NewSubject, NewTemplate, Subject, utc_text
+from edge_agent.watchlist.store import Watchlist
 
 
 def export_bundle(

@@ -12,8 +12,8 @@ import numpy as np
 
 from edge_agent.capture.opencv import OpenCVSource
 from edge_agent.capture.runner import Captured, CaptureRunner, LatestFrameSlot
-from edge_agent.capture.source import redact
-from edge_agent.config import CameraSettings
+from edge_agent.capture.settings import CameraSettings
+from edge_agent.redaction import redact
 from edge_agent.types import Frame
 from tests.kits.agent_kit import DEMO_CLIP
 

@@ -13,8 +13,8 @@ import pytest
 
 from edge_agent.capture.jetson import JetsonSource, framerate, gst_quote, gstreamer_support, pipeline_string
 from edge_agent.capture.runner import CaptureRunner, LatestFrameSlot
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.capture.source import open_source
-from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError, ConfigError
 from tests.kits.agent_kit import DEMO_CLIP
 

@@ -19,8 +19,8 @@ import pytest
 from edge_agent.capture.media import read_image
 from edge_agent.capture.picamera2 import NOT_INSTALLED, Picamera2Source, boottime_ns
 from edge_agent.capture.runner import CaptureRunner, LatestFrameSlot
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.capture.source import open_source
-from edge_agent.config import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.vision.detect import FaceDetector
 from tests.conftest import DEMO_KIT

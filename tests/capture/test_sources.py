@@ -6,7 +6,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import struct
+import subprocess
+import sys
 from pathlib import Path
+from typing import get_args
 
 from edge_agent.capture.discover import (
     CAP_DEVICE_CAPS,
@@ -20,7 +23,8 @@ from edge_agent.capture.discover import (
     video_devices,
 )
 from edge_agent.capture.jetson import gstreamer_support
-from edge_agent.config import CameraSettings
+from edge_agent.capture.settings import CameraSettings
+from edge_agent.capture.source import SOURCES
 from tests.kits.agent_kit import DEMO_CLIP
 from tests.kits.clihelp import run_cli
 
@@ -153,3 +157,14 @@ def test_devices_listed_from_sysfs_even_when_they_cannot_be_opened(tmp_path: Pat
     assert lines[1] == f"  {dev / 'video0'}  HD Webcam: HD Webcam: unknown (No such file or directory)"
     assert lines[2].startswith(f"  {dev / 'video2'}  (no name): unknown (")
     assert "  camera_num 0: imx708  /base/imx708@1a" in lines
+
+
+def test_every_camera_type_has_a_registered_source_and_the_settings_load_no_camera_library() -> None:
+    """The registry and `camera.type` name the same sources; settings import neither OpenCV nor picamera2."""
+    assert set(SOURCES) == set(get_args(CameraSettings.model_fields["type"].annotation))
+    code = (
+        "import sys; import edge_agent.config; "
+        "print(sorted(m for m in ('cv2', 'picamera2', 'numpy') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

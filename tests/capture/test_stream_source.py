@@ -21,7 +21,7 @@ import pytest
 
 from edge_agent.capture.opencv import CaptureFormat, OpenCVSource
 from edge_agent.capture.runner import CaptureRunner, LatestFrameSlot
-from edge_agent.config import CameraSettings, RtspTransport
+from edge_agent.capture.settings import CameraSettings, RtspTransport
 from edge_agent.errors import CaptureError
 from edge_agent.lab.mosquitto import free_port
 from tests.kits.agent_kit import DEMO_CLIP

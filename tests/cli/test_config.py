@@ -56,7 +56,8 @@ def test_bad_values_name_the_field(tmp_path: Path, text: str, message: str) -> N
 
 def test_unknown_environment_variable_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("EDGE_AGENT_TEST_FACES", "/tmp")
-    monkeypatch.setenv("EDGE_AGENT_SLOW", "1")
+    monkeypatch.setenv("EDGE_AGENT_TEST_SLOW", "1")
+    monkeypatch.setenv("EDGE_AGENT_TEST_ANYTHING_NEW", "x")  # the whole reserved prefix
     load_settings()
     monkeypatch.setenv("EDGE_AGENT_DETECTR__MIN_SCORE", "0.5")
     with pytest.raises(ConfigError, match="EDGE_AGENT_DETECTR__MIN_SCORE names no setting"):

@@ -23,11 +23,11 @@ import numpy.typing as npt
 import pytest
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import MatchEvent
+from edge_agent.events.store import EventStore
 from edge_agent.sqlite_schema import migrate as migrate_file
 from edge_agent.vision.manifest import ModelCatalog
-from edge_agent.watchlist import audit, store
+from edge_agent.watchlist import audit, store, subject_hashes
 from edge_agent.watchlist.records import NewTemplate, Subject
 from edge_agent.watchlist.schema import MIGRATIONS, SCHEMA_VERSION
 from edge_agent.watchlist.store import Watchlist
@@ -217,8 +217,8 @@ def test_a_v1_watchlist_upgrades_in_place(
         assert (subjects, templates, rows[:-1]) == before  # nothing changed, one audit row added:
         migration = audit.rows(upgraded.conn)[-1]  # the v4 upgrade records every subject's hash
         assert (migration.action, migration.subject_id) == ("schema_migration", None)
-        assert migration.details["subject_sha256"] == audit.subject_digests(upgraded.conn)
-        assert len(audit.subject_digests(upgraded.conn)) == 2
+        assert migration.details["subject_sha256"] == subject_hashes.subject_digests(upgraded.conn)
+        assert len(subject_hashes.subject_digests(upgraded.conn)) == 2
         assert audit.verify(upgraded.conn).ok
         b_face = project_descriptors[lookalike.impostor]
         assert a.id in found(upgraded, b_face)

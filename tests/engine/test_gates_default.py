@@ -13,14 +13,15 @@ import pytest
 
 from edge_agent.capture.media import read_image
 from edge_agent.capture.runner import Captured
-from edge_agent.config import QualitySettings, Settings
+from edge_agent.config import Settings
 from edge_agent.engine.live import LivePipeline
-from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import Counters
+from edge_agent.events.store import EventStore
 from edge_agent.types import Frame, RGBImage
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.quality import REASONS, assess, detector_gate_failures, edge_gap
+from edge_agent.vision.settings import QualitySettings
 from tests.conftest import REPO
 from tests.kits.agent_kit import agent_settings, enrol_demo_people, open_watchlist
 

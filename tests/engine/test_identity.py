@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from edge_agent.config import TrackingSettings
 from edge_agent.engine.identity import EmbeddingSchedule
+from edge_agent.engine.settings import TrackingSettings
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from edge_agent.capture.opencv import OpenCVSource
 from edge_agent.capture.runner import Captured
 from edge_agent.engine.live import LivePipeline, Matcher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.store import EventStore
 from edge_agent.types import Candidate
 from edge_agent.vision.embed import Descriptor
 from edge_agent.vision.faces import FacePipeline

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from edge_agent.config import DecisionSettings
+from edge_agent.engine.settings import DecisionSettings
 from edge_agent.engine.vote import TemporalVote
 from edge_agent.types import Candidate
 

@@ -21,8 +21,8 @@ from edge_agent.config import Settings, settings_as_toml
 from edge_agent.engine.live import LivePipeline
 from edge_agent.engine.transparency import build_report, render_markdown
 from edge_agent.events.listen import check_payload
-from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import Counters, MatchEvent, TransparencyReport
+from edge_agent.events.store import EventStore
 from edge_agent.lab.mosquitto import free_port
 from edge_agent.service import Agent
 from edge_agent.vision.faces import FacePipeline

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from edge_agent.capture.media import read_frames
-from edge_agent.config import TrackingSettings
+from edge_agent.engine.settings import TrackingSettings
 from edge_agent.engine.tracking import Tracker
 from edge_agent.lab.demo.kit import default_kit
 from edge_agent.types import Box, Face

@@ -30,8 +30,8 @@ import pytest
 
 from edge_agent.capture.runner import Captured
 from edge_agent.config import Settings
-from edge_agent.events.outbox import EventStore
 from edge_agent.events.schema import MatchEvent
+from edge_agent.events.store import EventStore
 from edge_agent.service import Agent
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
@@ -127,11 +127,6 @@ def thread_errors(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
     monkeypatch.setattr(threading, "excepthook", hook)
     return errors
-
-
-@pytest.fixture(scope="module")
-def faces(catalog: ModelCatalog) -> FacePipeline:
-    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
 
 
 def looping(folder: Path, broker: Broker, **sections: Any) -> Settings:

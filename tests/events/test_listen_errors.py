@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import MqttSettings
-from edge_agent.events.mqtt import Publisher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import Publisher
 from edge_agent.events.schema import StatusMessage
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.store import EventStore
 from edge_agent.lab.mosquitto import free_port
 from tests.kits.broker import Broker, make_pki
 from tests.kits.waiting import wait_until

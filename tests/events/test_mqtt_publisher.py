@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_agent.config import MqttSettings
 from edge_agent.errors import ConfigError
-from edge_agent.events.mqtt import Publisher, Topics
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import Publisher
 from edge_agent.events.schema import (
     CameraHealth,
     Counters,
@@ -29,6 +27,9 @@ from edge_agent.events.schema import (
     OutboxHealth,
     StatusMessage,
 )
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.store import EventStore
+from edge_agent.events.topics import Topics
 from tests.conftest import REPO
 from tests.kits.broker import Broker, Pki, Received, Subscriber
 from tests.kits.waiting import wait_until
@@ -263,9 +264,9 @@ def test_online_is_retained_and_a_clean_stop_sets_offline(broker: Broker, harnes
 CHILD = """
 import sys, time
 from pathlib import Path
-from edge_agent.config import MqttSettings
-from edge_agent.events.mqtt import Publisher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.publisher import Publisher
+from edge_agent.events.store import EventStore
 from edge_agent.events.schema import StatusMessage
 
 port, folder = int(sys.argv[1]), Path(sys.argv[2])

@@ -12,10 +12,11 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from edge_agent.config import EventSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.outbox import KNOWN_COUNTERS, EventStore, _create_v1
+from edge_agent.events.database import KNOWN_COUNTERS, create_v1
 from edge_agent.events.schema import MatchEvent
+from edge_agent.events.settings import EventSettings
+from edge_agent.events.store import EventStore
 from edge_agent.sqlite_schema import migrate
 
 TOPIC = "edge-agent/edge-1/events/match"
@@ -237,7 +238,7 @@ def test_a_v1_store_is_upgraded_in_place(tmp_path: Path, make_match_event: MakeE
     """A store written before per-day counters: its rows and totals stay; per-day counting starts now."""
     path = tmp_path / "events.db"
     conn = sqlite3.connect(path, isolation_level=None)
-    migrate(conn, path, "event store", (_create_v1,))  # exactly what a v1 edge-agent created
+    migrate(conn, path, "event store", (create_v1,))  # exactly what a v1 edge-agent created
     conn.execute("UPDATE counters SET value = 40 WHERE name = 'frames'")
     conn.close()
     clock = FakeClock()

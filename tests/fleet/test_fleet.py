@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
+from edge_agent.events.settings import MqttSettings
 from edge_agent.fleet import central
 from edge_agent.fleet.command import sign_command
 from edge_agent.fleet.state import FleetState

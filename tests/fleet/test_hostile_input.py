@@ -37,7 +37,6 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet.command import COMMAND, COMMANDS, sign_command
 from edge_agent.signed import public_key_hex, seal
 from edge_agent.vision.faces import FacePipeline
-from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.watchlist.bundle import BUNDLE, BundleError, read_bundle
 from tests.kits.agent_kit import DEMO_KIT, DEVICE, PREFIX, agent_settings, enrol_demo_people, table_rows
 from tests.kits.broker import Broker, Subscriber
@@ -225,11 +224,6 @@ def test_any_damage_to_a_photo_is_a_media_error_or_a_picture(
 
 
 # ---- the live agent -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def faces(catalog: ModelCatalog) -> FacePipeline:
-    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
 
 
 class LiveAgent:

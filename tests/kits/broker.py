@@ -1,21 +1,19 @@
-"""A real mosquitto for tests: one process per test on a free loopback port, plus a test subscriber.
+"""What tests need of mosquitto beyond the lab's launcher (edge_agent/lab/mosquitto.py): a test PKI, a
+broker with persistent sessions, logins, TLS and faults to inject, and a test subscriber.
 
-The broker keeps persistent sessions on disk (`persistence true`): a graceful `stop()` (SIGTERM) saves
-them, so after `start()` on the same port a subscriber with `clean_session=False` still gets the QoS 1
-messages queued for it. `kill()` (SIGKILL) loses whatever was not saved. Options: a password file (made
-with `mosquitto_passwd`), and a TLS listener whose certificate is signed by a test CA made here with
-`cryptography` (optionally requiring client certificates). Never port 1883: a system broker may own it.
+The broker keeps persistent sessions on disk: a graceful `stop()` (SIGTERM) saves them, so after `start()`
+on the same port a subscriber with `clean_session=False` still gets the QoS 1 messages queued for it.
+`kill()` (SIGKILL) loses whatever was not saved. Options: a password file (made with `mosquitto_passwd`),
+and a TLS listener whose certificate is signed by a test CA made here with `cryptography` (optionally
+requiring client certificates).
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import ipaddress
-import os
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -31,10 +29,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import SecretStr
 
-from edge_agent.config import MqttSettings
 from edge_agent.errors import EdgeAgentError
+from edge_agent.events.settings import MqttSettings
 from edge_agent.events.subscription import Subscription
-from edge_agent.lab.mosquitto import HOST, free_port, mosquitto_binary
+from edge_agent.lab.mosquitto import HOST, LocalMosquitto, MosquittoError, MosquittoOptions, TlsListener
 
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 # A subscriber account added to every password file, so tests can watch a broker that demands a login.
@@ -120,11 +118,12 @@ def make_pki(folder: Path) -> Pki:
 
 
 class BrokerError(RuntimeError):
-    """The broker would not start or stop; the message carries its log."""
+    """The broker would not start or stop; the message carries its whole log, for the failing test."""
 
 
-class Broker:
-    """One mosquitto process in `folder`, on one port for its whole life (across stops and restarts)."""
+class Broker(LocalMosquitto):
+    """The lab's mosquitto with what tests need: persistent sessions, a full log, optional logins (the
+    observer account always added) and TLS, strict stops, and faults to inject (pause, kill, reload)."""
 
     def __init__(
         self,
@@ -137,47 +136,19 @@ class Broker:
     ) -> None:
         if require_certificate and pki is None:
             raise ValueError("require_certificate needs a TLS listener (pki)")
-        self.folder = folder
-        self.port = port or free_port()
-        self.host = HOST
         self.pki = pki
         self.require_certificate = require_certificate
-        self.users: dict[str, str] | None = None if users is None else {**users, OBSERVER[0]: OBSERVER[1]}
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = folder / "mosquitto.log"
-        self.output_path = folder / "mosquitto.out"
-        self.config_path = folder / "mosquitto.conf"
+        self.users: dict[str, str] | None = None
         self.password_path = folder / "passwords"
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "data").mkdir(exist_ok=True)
-        if self.users is not None:
-            self.set_users(self.users)
-        self._write_config()
-
-    def _write_config(self) -> None:
-        lines = [
-            f"listener {self.port} {HOST}",
-            "persistence true",
-            f"persistence_location {self.folder / 'data'}/",
-            "autosave_interval 1",
-            f"log_dest file {self.log_path}",
-            "log_type all",
-            "connection_messages true",
-            f"allow_anonymous {'false' if self.users is not None else 'true'}",
-            "max_queued_messages 10000",
-        ]
-        if os.geteuid() == 0:
-            lines.append("user root")  # otherwise mosquitto drops to `mosquitto` and cannot write here
-        if self.users is not None:
-            lines.append(f"password_file {self.password_path}")
-        if self.pki is not None:
-            lines += [
-                f"cafile {self.pki.ca_cert}",
-                f"certfile {self.pki.server_cert}",
-                f"keyfile {self.pki.server_key}",
-                f"require_certificate {'true' if self.require_certificate else 'false'}",
-            ]
-        self.config_path.write_text("\n".join(lines) + "\n")
+        if users is not None:
+            self.set_users(users)
+        tls = None
+        if pki is not None:
+            tls = TlsListener(pki.ca_cert, pki.server_cert, pki.server_key, require_certificate)
+        password_file = self.password_path if users is not None else None
+        options = MosquittoOptions(persistent=True, full_log=True, password_file=password_file, tls=tls)
+        super().__init__(folder, options, port=port)
 
     def set_users(self, users: Mapping[str, str]) -> None:
         """Rewrites the password file (the observer stays); a running broker reads it on `reload()`."""
@@ -194,51 +165,24 @@ class Broker:
 
     # ---- life cycle ---------------------------------------------------------------------------------
 
-    @property
-    def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
-
     def start(self, timeout_s: float = 5.0) -> None:
         """Starts mosquitto and waits until the port accepts connections."""
-        if self.running:
-            raise BrokerError("broker already running")
-        with self.output_path.open("ab") as output:
-            self.process = subprocess.Popen(
-                [mosquitto_binary(), "-c", str(self.config_path)], stdout=output, stderr=subprocess.STDOUT
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BrokerError(f"mosquitto exited with {self.process.returncode}\n{self.log()}")
-            with contextlib.suppress(OSError), socket.create_connection((HOST, self.port), timeout=0.2):
-                return
-            time.sleep(0.02)
-        self.kill()
-        raise BrokerError(
-            f"mosquitto did not listen on {HOST}:{self.port} within {timeout_s} s\n{self.log()}"
-        )
-
-    def stop(self, timeout_s: float = 5.0) -> None:
-        """Graceful: SIGTERM, so mosquitto saves its sessions and queued messages before it exits."""
-        self._end(signal.SIGTERM, timeout_s)
-
-    def kill(self) -> None:
-        """SIGKILL: nothing saved since the last autosave survives."""
-        self._end(signal.SIGKILL, 5.0)
-
-    def _end(self, how: signal.Signals, timeout_s: float) -> None:
-        process = self.process
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(how)
-        if how != signal.SIGKILL:
-            process.send_signal(signal.SIGCONT)  # a paused broker acts on SIGTERM only once resumed
         try:
-            process.wait(timeout_s)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-            raise BrokerError(f"mosquitto ignored {how.name} for {timeout_s} s\n{self.log()}") from None
+            super().start(timeout_s)
+        except MosquittoError as exc:
+            raise BrokerError(f"{exc}\n{self.log()}") from None
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Graceful: SIGTERM, so mosquitto saves its sessions and queued messages before it exits."""
+        if not super().stop(timeout_s):
+            raise BrokerError(f"mosquitto ignored SIGTERM for {timeout_s} s\n{self.log()}")
+        return True
+
+    def kill(self) -> bool:
+        """SIGKILL: nothing saved since the last autosave survives."""
+        if not super().kill():
+            raise BrokerError(f"mosquitto ignored SIGKILL for 5.0 s\n{self.log()}")
+        return True
 
     def restart(self) -> None:
         self.stop()
@@ -257,13 +201,6 @@ class Broker:
         """SIGHUP: mosquitto re-reads its password file."""
         assert self.process is not None
         self.process.send_signal(signal.SIGHUP)
-
-    def log(self) -> str:
-        parts = []
-        for path in (self.output_path, self.log_path):
-            if path.is_file():
-                parts.append(f"--- {path.name} ---\n{path.read_text(errors='replace')}")
-        return "\n".join(parts)
 
     def log_count(self, text: str) -> int:
         return self.log().count(text)

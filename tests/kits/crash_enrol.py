@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge_agent.watchlist.records import NewSubject, NewTemplate
-from edge_agent.watchlist.store import Enrolment, Watchlist
+from edge_agent.watchlist.records import Enrolment, NewSubject, NewTemplate
+from edge_agent.watchlist.store import Watchlist
 
 
 def main() -> None:

@@ -19,10 +19,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from edge_agent.config import MqttSettings
-from edge_agent.events.mqtt import Publisher
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.publisher import Publisher
 from edge_agent.events.schema import StatusMessage
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.store import EventStore
 from edge_agent.fleet.device import CommandProcessor, answer
 from edge_agent.fleet.inbox import Received
 from edge_agent.watchlist import audit

@@ -12,14 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.lab.bench.watchlist import (
-    DTYPES,
-    SECTION_KEY,
-    HnswSettings,
-    WatchlistBench,
-    run_watchlist_bench,
-)
+from edge_agent.lab.bench.watchlist import SECTION_KEY, WatchlistBench, run_watchlist_bench
 from edge_agent.lab.bench.watchlist_report import format_table, section_body
+from edge_agent.lab.bench.watchlist_search import DTYPES, HnswSettings
 from edge_agent.lab.bench.watchlist_vectors import BenchVectors, RealFaces, describe_real_faces, mix_vectors
 from edge_agent.lab.markdown import write_section
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.config import Settings
-from edge_agent.events.outbox import EventStore
+from edge_agent.events.store import EventStore
 from edge_agent.fleet.anchor import device_key, device_key_path
 from edge_agent.service import Agent
 from edge_agent.vision.faces import FacePipeline
@@ -32,11 +32,6 @@ from tests.kits.agent_kit import (
 )
 from tests.kits.broker import Broker, Subscriber
 from tests.kits.waiting import wait_until
-
-
-@pytest.fixture(scope="module")
-def faces(catalog: ModelCatalog) -> FacePipeline:
-    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
 
 
 def run_agent(settings: Settings, catalog: ModelCatalog) -> Agent:

@@ -34,11 +34,6 @@ from tests.kits.agent_kit import (
 from tests.kits.broker import Broker, Subscriber
 
 
-@pytest.fixture(scope="module")
-def faces(catalog: ModelCatalog) -> FacePipeline:
-    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
-
-
 @pytest.fixture
 def central_key_file(tmp_path: Path) -> Path:
     path = tmp_path / "central.pem"

@@ -32,11 +32,6 @@ from tests.kits.waiting import wait_until
 STATUS_TOPIC = f"{PREFIX}/{DEVICE}/status"
 
 
-@pytest.fixture(scope="module")
-def faces(catalog: ModelCatalog) -> FacePipeline:
-    return FacePipeline.from_settings(agent_settings(Path("/nonexistent"), None, port=1), catalog)
-
-
 @pytest.fixture
 def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
     started: list[subprocess.Popen[bytes]] = []

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from edge_agent.capture.runner import CaptureRunner, LatestFrameSlot, as_capture_error
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.capture.source import open_source
-from edge_agent.config import CameraSettings
 from edge_agent.lab.mosquitto import free_port
 from edge_agent.redaction import redact
 from tests.kits.waiting import wait_until

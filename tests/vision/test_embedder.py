@@ -13,10 +13,11 @@ import numpy.typing as npt
 import pytest
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import EmbedderSettings, RuntimeSettings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.vision.embed import FaceEmbedder, distance
+from edge_agent.face_metric import EUCLIDEAN
+from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.settings import EmbedderSettings, RuntimeSettings
 from tests.conftest import DlibReferenceFace
 
 PARITY_BOUND = {"float32": 0.01, "dyn8": 0.05}
@@ -77,9 +78,11 @@ def test_tflite_descriptors_match_dlib_on_dlib_chips(
 
 def test_descriptor_distance_is_dlibs_metric(reference: Reference) -> None:
     a, b = reference.descriptors[0], reference.descriptors[1]
-    assert distance(a, b) == pytest.approx(float(np.linalg.norm(a.astype(np.float64) - b)), abs=1e-9)
+    assert EUCLIDEAN.distance(a, b) == pytest.approx(
+        float(np.linalg.norm(a.astype(np.float64) - b)), abs=1e-9
+    )
     with pytest.raises(EdgeAgentError, match="same length"):
-        distance(a, b[:64])
+        EUCLIDEAN.distance(a, b[:64])
 
 
 def test_embedder_refuses_a_chip_of_the_wrong_shape(catalog: ModelCatalog, faces_dir: Path) -> None:

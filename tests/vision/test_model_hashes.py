@@ -9,13 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import RuntimeSettings, Settings
+from edge_agent.config import Settings
 from edge_agent.engine.match_event import models_of
 from edge_agent.errors import ModelError
 from edge_agent.events.schema import StatusMessage
 from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.settings import RuntimeSettings
 
 
 def _disk_sha256(path: Path) -> str:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import QualitySettings
 from edge_agent.types import Face, RGBImage
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.quality import assess, head_pose
+from edge_agent.vision.settings import QualitySettings
 
 
 @pytest.fixture(scope="module")

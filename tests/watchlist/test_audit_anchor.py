@@ -20,7 +20,7 @@ import pytest
 
 from edge_agent.errors import EdgeAgentError
 from edge_agent.sqlite_schema import migrate as migrate_file
-from edge_agent.watchlist import audit
+from edge_agent.watchlist import audit, subject_hashes
 from edge_agent.watchlist.records import NewTemplate
 from edge_agent.watchlist.schema import MIGRATIONS, SCHEMA_VERSION
 from edge_agent.watchlist.store import Watchlist
@@ -118,7 +118,7 @@ def test_changes_made_by_edge_agent_are_recorded_and_a_removed_subject_stays_rem
         assert audit.verify(watchlist.conn).ok  # removal and expiry recorded the new rows
         rows = audit.rows(watchlist.conn)
         assert [r.action for r in rows] == ["enroll"] * 3 + ["remove", "purge", "purge"]
-        assert rows[3].details["subject_sha256"] == audit.subject_digest(watchlist.conn, ids[0])
+        assert rows[3].details["subject_sha256"] == subject_hashes.subject_digest(watchlist.conn, ids[0])
     sql(
         db,
         "UPDATE subjects SET status = 'active', expires_at = '2099-01-01T00:00:00+00:00' WHERE id = ?",
@@ -188,9 +188,9 @@ def test_a_v3_watchlist_records_its_subjects_when_upgraded(
         )
         assert migration.details == {
             "schema_version": 4,
-            "subject_sha256": audit.subject_digests(upgraded.conn),
+            "subject_sha256": subject_hashes.subject_digests(upgraded.conn),
         }
-        assert set(audit.subject_digests(upgraded.conn)) == {"s-old1", "s-old2"}
+        assert set(subject_hashes.subject_digests(upgraded.conn)) == {"s-old1", "s-old2"}
         assert audit.verify(upgraded.conn).ok
         tables = {
             name: [row[1] for row in upgraded.conn.execute(f"PRAGMA table_info({name})")]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from edge_agent.capture.runner import Captured, LatestFrameSlot
@@ -114,8 +114,16 @@ def run_agent(
         dropped_at_stop.append(slot.dropped)
         agent.stop()
 
-    timer = threading.Timer(stop_after_s, stop) if stop_after_s is not None else None
     started = time.monotonic()
+    _run_until_stopped(agent, stop_after_s, stop)
+    run_s = time.monotonic() - started
+    frames_dropped = dropped_at_stop[0] if dropped_at_stop else slot.dropped
+    return _agent_run(agent, slot, frames_dropped, run_s, events)
+
+
+def _run_until_stopped(agent: Agent, stop_after_s: float | None, stop: Callable[[], None]) -> None:
+    """The agent until its source ends, or until `stop` is called after `stop_after_s`."""
+    timer = threading.Timer(stop_after_s, stop) if stop_after_s is not None else None
     if timer is not None:
         timer.daemon = True
         timer.start()
@@ -124,7 +132,11 @@ def run_agent(
     finally:
         if timer is not None:
             timer.cancel()
-    run_s = time.monotonic() - started
+
+
+def _agent_run(
+    agent: Agent, slot: TimedSlot, frames_dropped: int, run_s: float, events: list[DecidedEvent]
+) -> AgentRun:
     pipeline, runner = agent.pipeline, agent.runner
     assert pipeline is not None and runner is not None
     busy = 0.0
@@ -133,7 +145,7 @@ def run_agent(
     return AgentRun(
         frames_read=runner.frames,
         frames_processed=pipeline.counters.frames,
-        frames_dropped=dropped_at_stop[0] if dropped_at_stop else slot.dropped,
+        frames_dropped=frames_dropped,
         busy_s=busy,
         run_s=run_s,
         events=tuple(events),

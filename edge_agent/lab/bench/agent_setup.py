@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Literal
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import MqttSettings, Settings
+from edge_agent.config import Settings
 from edge_agent.errors import EdgeAgentError
-from edge_agent.events.mqtt import Topics
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.topics import Topics
 from edge_agent.lab.bench.arrivals import ArrivalRecorder
 from edge_agent.lab.mosquitto import LocalMosquitto, mosquitto_version
 from edge_agent.vision.embed import Descriptor
@@ -115,7 +116,8 @@ class Enrolled:
 def enrol_photos(faces: FacePipeline, settings: Settings, photos: Sequence[Path]) -> list[Enrolled]:
     """Each photo's largest face enrolled as one subject of the temporary watchlist (expires in a day)."""
     enrolled = []
-    with Watchlist.for_settings(settings, faces.embedder.spec.dimensions) as watchlist:
+    embedder = faces.embedder
+    with Watchlist.for_settings(settings, embedder.spec.dimensions, metric=embedder.metric) as watchlist:
         expires = watchlist.clock() + timedelta(days=1)
         for photo in photos:
             described, _ = faces.describe_one(read_image(photo), "largest")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import paho.mqtt.client as mqtt
 
-from edge_agent.config import MqttSettings
+from edge_agent.events.settings import MqttSettings
 from edge_agent.events.subscription import Subscription
 
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TypeVar
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import DetectorSettings, RuntimeSettings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.lab.bench.labels import (
     NO_MATCHES,
@@ -27,6 +26,7 @@ from edge_agent.lab.bench.labels import (
 from edge_agent.types import Box, RGBImage
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.manifest import ModelCatalog
+from edge_agent.vision.settings import DetectorSettings, RuntimeSettings
 
 T = TypeVar("T")
 LABEL_FILES = ("training.xml", "testing.xml")

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edge_agent.capture.media import read_image
-from edge_agent.config import RuntimeSettings, load_settings
+from edge_agent.config import load_settings
 from edge_agent.errors import EdgeAgentError
 from edge_agent.lab.bench.detect import time_per_frame
 from edge_agent.lab.evaluation.datasets import people_and_strangers
@@ -24,6 +24,7 @@ from edge_agent.vision.embed import FaceEmbedder
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.vision.pick import pick_detection
+from edge_agent.vision.settings import RuntimeSettings
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,16 @@ In one run, on one clip, with the given photos enrolled in a temporary watchlist
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.config import Settings
+from edge_agent.events.settings import MqttSettings
 from edge_agent.lab.bench.agent_run import AgentRun, run_agent
 from edge_agent.lab.bench.agent_setup import (
     BrokerChoice,
+    Enrolled,
     bench_broker,
     bench_settings,
     enrol_photos,
@@ -179,6 +181,33 @@ def decision_summary(settings: Settings) -> str:
     )
 
 
+@dataclass(frozen=True)
+class _AgentRuns:
+    """How one bench starts its agent runs: each with the same temporary folder, broker and device id,
+    and an outbox of its own (`name`)."""
+
+    base: Settings
+    options: PipelineBenchOptions
+    folder: Path
+    mqtt: MqttSettings
+    device_id: str
+    catalog: ModelCatalog
+
+    def settings(self, name: str, realtime: bool) -> Settings:
+        return bench_settings(
+            self.base,
+            self.folder,
+            self.options.source,
+            self.mqtt,
+            device_id=self.device_id,
+            run_name=name,
+            realtime=realtime,
+        )
+
+    def run(self, name: str, realtime: bool, watch: Collection[int] = ()) -> AgentRun:
+        return run_agent(self.settings(name, realtime), self.catalog, watch=watch)
+
+
 def run_pipeline_bench(
     base: Settings, options: PipelineBenchOptions, progress: Progress = _quiet
 ) -> PipelineBench:
@@ -189,62 +218,15 @@ def run_pipeline_bench(
         tempfile.TemporaryDirectory(prefix="edge-agent-bench-") as scratch,
         bench_broker(options.broker, base.mqtt, Path(scratch)) as broker,
     ):
-        folder, device_id = Path(scratch), new_device_id()
-
-        def settings_for(name: str, realtime: bool) -> Settings:
-            return bench_settings(
-                base,
-                folder,
-                options.source,
-                broker.mqtt,
-                device_id=device_id,
-                run_name=name,
-                realtime=realtime,
-            )
-
-        settings = settings_for("throughput-1", realtime=False)
-        faces = FacePipeline.from_settings(settings, catalog)
-        models = Models(
-            faces.detector.model_id,
-            faces.embedder.model_id,
-            faces.embedder.threshold,
-            faces.embedder.operating_point.target_fmr,
-        )
-        enrolled = enrol_photos(faces, settings, options.photos)
-        progress("reference pass: the first frame in which each enrolled face is recognisable")
-        first = first_recognisable(faces, options.source, enrolled, settings.decision.k)
-        del faces
-        watch = {index for seen in first.values() for index in seen.frames}
+        runs = _AgentRuns(base, options, Path(scratch), broker.mqtt, new_device_id(), catalog)
+        settings = runs.settings("throughput-1", realtime=False)
+        models, enrolled, first = _reference_pass(settings, catalog, options, progress)
         recorder = start_recorder(settings)
         sampler = UsageSampler(options.usage_period_s).start()
-        baseline, skipped = None, None
         try:
-            throughput = []
-            for repeat in range(options.repeat):
-                progress(f"throughput run {repeat + 1}/{options.repeat}: every frame, as fast as it goes")
-                with sampler.phase("throughput"):
-                    run = run_agent(settings_for(f"throughput-{repeat + 1}", realtime=False), catalog)
-                throughput.append(ThroughputRun(run, _timings(run, recorder)))
-            camera = []
-            for repeat in range(options.repeat):
-                progress(f"camera-like run {repeat + 1}/{options.repeat}: frames at the clip's rate")
-                with sampler.phase("camera-like"):
-                    run = run_agent(settings_for(f"camera-{repeat + 1}", realtime=True), catalog, watch=watch)
-                camera.append(_camera_repeat(run, recorder, first))
-            if options.baseline:
-                approach, skipped = load_approach()
-                if approach is not None:
-                    progress("baseline: face_recognition's approach (dlib) on every frame")
-                    with sampler.phase("dlib baseline"):
-                        baseline = run_baseline(
-                            approach,
-                            options.source,
-                            [(s.subject_id, s.photo) for s in enrolled],
-                            models.threshold,
-                            options.baseline_frames,
-                        )
-            else:
-                skipped = "not run (--no-baseline)"
+            throughput = _throughput_runs(runs, recorder, sampler, progress)
+            camera = _camera_runs(runs, recorder, sampler, first, progress)
+            baseline, skipped = _baseline_run(options, enrolled, models.threshold, sampler, progress)
         finally:
             sampler.stop()
             recorder.close()
@@ -263,3 +245,78 @@ def run_pipeline_bench(
         baseline=baseline,
         baseline_skipped=skipped,
     )
+
+
+def _reference_pass(
+    settings: Settings, catalog: ModelCatalog, options: PipelineBenchOptions, progress: Progress
+) -> tuple[Models, list[Enrolled], dict[str, FirstRecognisable]]:
+    """The photos enrolled, and per subject the first frame in which its face is recognisable; the face
+    pipeline used for that is dropped on return, so the agent runs do not share its memory."""
+    faces = FacePipeline.from_settings(settings, catalog)
+    models = Models(
+        faces.detector.model_id,
+        faces.embedder.model_id,
+        faces.embedder.threshold,
+        faces.embedder.operating_point.target_fmr,
+    )
+    enrolled = enrol_photos(faces, settings, options.photos)
+    progress("reference pass: the first frame in which each enrolled face is recognisable")
+    first = first_recognisable(faces, options.source, enrolled, settings.decision.k)
+    return models, enrolled, first
+
+
+def _throughput_runs(
+    runs: _AgentRuns, recorder: ArrivalRecorder, sampler: UsageSampler, progress: Progress
+) -> list[ThroughputRun]:
+    repeat = runs.options.repeat
+    throughput = []
+    for i in range(repeat):
+        progress(f"throughput run {i + 1}/{repeat}: every frame, as fast as it goes")
+        with sampler.phase("throughput"):
+            run = runs.run(f"throughput-{i + 1}", realtime=False)
+        throughput.append(ThroughputRun(run, _timings(run, recorder)))
+    return throughput
+
+
+def _camera_runs(
+    runs: _AgentRuns,
+    recorder: ArrivalRecorder,
+    sampler: UsageSampler,
+    first: dict[str, FirstRecognisable],
+    progress: Progress,
+) -> list[CameraRepeat]:
+    """Frames at the clip's rate; the read time of each subject's first recognisable frames is kept."""
+    watch = {index for seen in first.values() for index in seen.frames}
+    repeat = runs.options.repeat
+    camera = []
+    for i in range(repeat):
+        progress(f"camera-like run {i + 1}/{repeat}: frames at the clip's rate")
+        with sampler.phase("camera-like"):
+            run = runs.run(f"camera-{i + 1}", realtime=True, watch=watch)
+        camera.append(_camera_repeat(run, recorder, first))
+    return camera
+
+
+def _baseline_run(
+    options: PipelineBenchOptions,
+    enrolled: list[Enrolled],
+    threshold: float,
+    sampler: UsageSampler,
+    progress: Progress,
+) -> tuple[BaselineRun | None, str | None]:
+    """face_recognition's approach on the same clip, or None and why it was not run."""
+    if not options.baseline:
+        return None, "not run (--no-baseline)"
+    approach, skipped = load_approach()
+    if approach is None:
+        return None, skipped
+    progress("baseline: face_recognition's approach (dlib) on every frame")
+    with sampler.phase("dlib baseline"):
+        baseline = run_baseline(
+            approach,
+            options.source,
+            [(s.subject_id, s.photo) for s in enrolled],
+            threshold,
+            options.baseline_frames,
+        )
+    return baseline, skipped

@@ -207,7 +207,12 @@ def _camera(result: PipelineBench) -> list[str]:
             f"{_arrived(repeat.events)} | {delivery or '-'} | {first or '-'} | {steady or '-'} | "
             f"{frames or '-'} |"
         )
-    lines += [
+    return lines + _camera_notes(result)
+
+
+def _camera_notes(result: PipelineBench) -> list[str]:
+    """Latency percentiles over every camera-like run, misses, and what the reference-pass frames mean."""
+    lines = [
         "",
         f"- Frame -> MQTT delivery (subscriber arrival - read time of the frame whose embedding decided the "
         f"event): {_p(result.delivery_ms, 'ms', 1)}.",

@@ -25,13 +25,24 @@ def _distance(value: float) -> str:
 def format_table(result: WatchlistBench) -> str:
     """The section body under `section_header`: data and settings, cost and accuracy tables (speed ratio =
     numpy exact p50 / this row's p50, same run), the distractor-distribution check and the open-set load."""
+    lines = [
+        *_settings(result),
+        *_cost_table(result),
+        *_accuracy_table(result),
+        *_distribution_table(result),
+        *_load_table(result),
+    ]
+    return "\n".join([*lines, "", *notes(result)])
+
+
+def _settings(result: WatchlistBench) -> list[str]:
+    """What was indexed and searched, and how each searcher was run."""
     base = result.baseline
     real = result.real
     hnsw = result.hnsw
-    c = result.check
     threads = "every core" if result.build_threads == 0 else f"{result.build_threads} thread(s)"
     blas = "pinned to 1 thread" if result.blas_single_thread else "threads NOT pinned"
-    lines = [
+    return [
         f"Index: {result.size:,} synthetic distractors + {real.enrolled:,} real enrolled templates "
         f"= {result.size + real.enrolled:,} vectors x {DIMENSIONS} float32 (seed {result.seed}). Real faces: "
         f"`{result.model_id}` descriptors (project pipeline, face nearest the centre) of {real.photos:,} "
@@ -49,6 +60,12 @@ def format_table(result: WatchlistBench) -> str:
         f"(CPU/wall {base.cpu_per_wall:.2f}), timed on {base.timed_queries} random queries; usearch latency "
         f"is over all {result.queries:,} random queries and {real.probes:,} probes.",
         "",
+    ]
+
+
+def _cost_table(result: WatchlistBench) -> list[str]:
+    base = result.baseline
+    lines = [
         "| search | ef | build s | disk MiB | memory MiB | p50 ms | p99 ms "
         "| speed-up vs numpy exact (ratio) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -60,7 +77,12 @@ def format_table(result: WatchlistBench) -> str:
             f"| {run.name} | {run.expansion_search or '-'} | {build} | {_mib(run.disk_bytes)} | "
             f"{_mib(run.memory_bytes)} | {run.p50_ms:.3f} | {run.p99_ms:.3f} | {ratio:.1f} |"
         )
-    lines += [
+    return lines
+
+
+def _accuracy_table(result: WatchlistBench) -> list[str]:
+    base = result.baseline
+    lines = [
         "",
         "Recall@1: share of queries whose answer is the exact nearest vector (ground truth: float32 GEMM "
         "candidates re-ranked in float64). Identification of the real probes among all vectors: rank-1 = "
@@ -89,6 +111,13 @@ def format_table(result: WatchlistBench) -> str:
     lines += [
         "| enrolled templates only, no distractors (numpy exact) | - | - | - | - | "
         f"{_share(g.rank1)} | {_share(g.matched)} | {_share(g.false_alarm)} | - |",
+    ]
+    return lines
+
+
+def _distribution_table(result: WatchlistBench) -> list[str]:
+    c = result.check
+    lines = [
         "",
         f"Do the distractors look like faces? Euclidean distances in pools of {c.pool:,} real descriptors "
         f"and {c.pool:,} distractors (same size, so nearest-neighbour distances compare); the quantile "
@@ -111,7 +140,12 @@ def format_table(result: WatchlistBench) -> str:
             f"| {name} | {summary.pairs:,} | {_distance(summary.median)} | {_distance(summary.q1e2)} | "
             f"{_distance(summary.q1e3)} | {_distance(summary.q1e4)} | {summary.below_threshold:.1e} |"
         )
-    lines += [
+    return lines
+
+
+def _load_table(result: WatchlistBench) -> list[str]:
+    real = result.real
+    lines = [
         "",
         f"Open-set load: distractors closer than each calibrated threshold to a real probe "
         f"({real.probes:,} probes x {result.size:,} distractors, exact).",
@@ -125,7 +159,7 @@ def format_table(result: WatchlistBench) -> str:
             f"| {load.target_fmr:g} | {load.threshold:.4f} | {load.true_match_rate:.3f} | "
             f"{load.distractor_fmr:.1e} | {load.per_probe:,.1f} | {_share(load.probes_hit)} |"
         )
-    return "\n".join([*lines, "", *notes(result)])
+    return lines
 
 
 def notes(result: WatchlistBench) -> list[str]:

@@ -18,6 +18,7 @@ from edge_agent.config import load_settings
 from edge_agent.errors import EdgeAgentError, MediaError
 from edge_agent.files import atomic_write_bytes
 from edge_agent.lab.evaluation.datasets import LabelledPhoto, identification_split, load_identity_folders
+from edge_agent.lab.fingerprint import pipeline_fingerprint
 from edge_agent.vision.faces import FacePipeline
 
 F32 = npt.NDArray[np.float32]
@@ -114,7 +115,7 @@ def describe_real_faces(
     if cache is not None and max_photos is not None:
         cache = cache.with_name(f"{cache.stem}-first{max_photos}{cache.suffix}")
     pipeline = pipeline or FacePipeline.from_settings(load_settings(None, use_environment=False))
-    key = _cache_key(pipeline.fingerprint, faces_dir, photos)
+    key = _cache_key(pipeline_fingerprint(pipeline), faces_dir, photos)
     hit = _load_cached(cache, key, len(photos)) if cache is not None and cache.is_file() else None
     if hit is not None:
         descriptors, seconds = hit
@@ -279,6 +280,3 @@ def mix_vectors(
         queries=model.draw(rng, queries),
         model=model,
     )
-
-
-# --- exact search --------------------------------------------------------------------------------

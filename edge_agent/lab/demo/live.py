@@ -51,37 +51,14 @@ def demo_clip(kit: Path) -> Path:
 def run_live_demo(settings: Settings, faces: FacePipeline, kit: Path, scratch: Path) -> LiveDemoResult:
     clip = demo_clip(kit)
     watchlist_path = scratch / "watchlist.db"
-    with Watchlist.for_settings(settings, faces.embedder.spec.dimensions, watchlist_path) as watchlist:
+    embedder = faces.embedder
+    with Watchlist.for_settings(
+        settings, embedder.spec.dimensions, watchlist_path, embedder.metric
+    ) as watchlist:
         enrolled = {sid: path.stem for sid, path in enrol_kit_photos(faces, watchlist, kit).items()}
     with _local_broker(scratch / "mosquitto") as broker:
         port = broker.port if broker is not None else free_port()
-        live = settings.model_copy(
-            update={
-                "device_id": "demo",
-                "watchlist": settings.watchlist.model_copy(update={"path": watchlist_path}),
-                "events": settings.events.model_copy(
-                    update={"path": scratch / "events.db", "drain_timeout_s": 5.0 if broker else 0.0}
-                ),
-                "camera": settings.camera.model_copy(
-                    update={"source": str(clip), "kind": "file", "loop": False, "realtime": False}
-                ),
-                "mqtt": settings.mqtt.model_copy(
-                    update={
-                        "host": "127.0.0.1",
-                        "port": port,
-                        "tls": False,
-                        "ca_file": None,
-                        "cert_file": None,
-                        "key_file": None,
-                        "username": None,
-                        "password": None,
-                        "health_interval_s": 1.0,
-                        "reconnect_min_s": 0.2,
-                        "reconnect_max_s": 1.0,
-                    }
-                ),
-            }
-        )
+        live = _demo_settings(settings, scratch, clip, port, broker is not None)
         result = LiveDemoResult(clip, enrolled, f"127.0.0.1:{port}" if broker else None)
         received: list[Received] = []
         stop_listening = threading.Event()
@@ -99,6 +76,44 @@ def run_live_demo(settings: Settings, faces: FacePipeline, kit: Path, scratch: P
             stop_listening.wait(LISTEN_GRACE_S)
             stop_listening.set()
             listener_thread.join(5.0)
+    _summarise(result, agent, received, broker_up=broker is not None)
+    return result
+
+
+def _demo_settings(settings: Settings, scratch: Path, clip: Path, port: int, broker_up: bool) -> Settings:
+    """`settings` with the throw-away watchlist and outbox in `scratch`, the clip played once as fast as it
+    goes, and plain MQTT to the local broker on `port` (no outbox drain when there is no broker)."""
+    return settings.model_copy(
+        update={
+            "device_id": "demo",
+            "watchlist": settings.watchlist.model_copy(update={"path": scratch / "watchlist.db"}),
+            "events": settings.events.model_copy(
+                update={"path": scratch / "events.db", "drain_timeout_s": 5.0 if broker_up else 0.0}
+            ),
+            "camera": settings.camera.model_copy(
+                update={"source": str(clip), "kind": "file", "loop": False, "realtime": False}
+            ),
+            "mqtt": settings.mqtt.model_copy(
+                update={
+                    "host": "127.0.0.1",
+                    "port": port,
+                    "tls": False,
+                    "ca_file": None,
+                    "cert_file": None,
+                    "key_file": None,
+                    "username": None,
+                    "password": None,
+                    "health_interval_s": 1.0,
+                    "reconnect_min_s": 0.2,
+                    "reconnect_max_s": 1.0,
+                }
+            ),
+        }
+    )
+
+
+def _summarise(result: LiveDemoResult, agent: Agent, received: list[Received], broker_up: bool) -> None:
+    """The agent's counters and what the listener received, into `result`."""
     assert agent.pipeline is not None and agent.store is not None
     result.frames = agent.pipeline.counters.frames
     result.tracks = agent.pipeline.counters.tracks
@@ -108,9 +123,8 @@ def run_live_demo(settings: Settings, faces: FacePipeline, kit: Path, scratch: P
             result.invalid.append(f"{message.topic}: {message.error}")
         elif message.kind == "match" and not message.duplicate and message.payload is not None:
             result.events.append(message.payload)
-    if broker is None:
+    if not broker_up:
         result.left_in_outbox = agent.pipeline.counters.matches
-    return result
 
 
 def _collect(listener: Listener, received: list[Received], stop: threading.Event) -> None:

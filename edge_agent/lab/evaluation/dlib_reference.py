@@ -14,7 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.files import source_fingerprint
+from edge_agent.lab.fingerprint import source_fingerprint
 from edge_agent.types import RGBImage
 from edge_agent.vision.align import CHIP_PADDING, CHIP_SIZE
 from edge_agent.vision.pick import Pick, pick_face

@@ -1,6 +1,6 @@
 """An accuracy report in Markdown: one block per pipeline, written between markers in `docs/accuracy.md`.
 
-Every number follows the decision rule and definitions of `edge_agent.lab.evaluation.metrics`
+Every number follows the decision rule and definitions of `edge_agent.lab.evaluation.verification`
 (same person when distance < threshold).
 """
 
@@ -15,18 +15,16 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.files import atomic_write_bytes
-from edge_agent.lab.evaluation.metrics import (
+from edge_agent.lab.evaluation.identification import FnirAtFpir, fnir_at_fpir, rank1_identification
+from edge_agent.lab.evaluation.rates import trials_needed
+from edge_agent.lab.evaluation.verification import (
     BestAccuracy,
     FmrCalibration,
-    FnirAtFpir,
     TarAtFar,
     best_accuracy,
-    fnir_at_fpir,
     pair_accuracy,
-    rank1_identification,
     tar_at_fars,
     threshold_for_fmr,
-    trials_needed,
 )
 from edge_agent.lab.markdown import section_header, write_section
 
@@ -39,7 +37,7 @@ ACCURACY_DOC_TITLE = "# Accuracy"
 
 @dataclass(frozen=True)
 class IdentificationAccuracy:
-    """Open-set identification of one pipeline (see `metrics` for rank-1, FPIR and FNIR)."""
+    """Open-set identification of one pipeline (see `identification` for rank-1, FPIR and FNIR)."""
 
     rank1: float
     fnir_at_fpir: tuple[FnirAtFpir, ...]

@@ -21,13 +21,14 @@ import numpy.typing as npt
 from edge_agent.capture.media import read_image
 from edge_agent.errors import MediaError
 from edge_agent.lab.evaluation.datasets import LabelledPhoto, Pair, identification_split
-from edge_agent.lab.evaluation.metrics import all_pair_distances, paired_distances
+from edge_agent.lab.evaluation.distances import all_pair_distances, paired_distances
 from edge_agent.lab.evaluation.report import (
     IdentificationAccuracy,
     PipelineAccuracy,
     evaluate_pipeline,
     identification_accuracy,
 )
+from edge_agent.lab.fingerprint import describer_fingerprint
 from edge_agent.types import RGBImage
 
 F32 = npt.NDArray[np.float32]
@@ -35,8 +36,10 @@ DIMENSIONS = 128  # dlib's descriptor length, shared by every pipeline compared 
 
 
 class Describer(Protocol):
+    """Its cache key comes from `describer_fingerprint`: the project pipeline's is computed by the lab,
+    any other describer carries a `fingerprint` that changes with whatever shapes its descriptors."""
+
     name: str
-    fingerprint: str  # changes with any model file, setting or code that shapes the descriptors
 
     def describe(self, image: RGBImage) -> F32 | None: ...
 
@@ -61,7 +64,7 @@ class Described:
 
 
 def _cache_key(describer: Describer, photos: Sequence[LabelledPhoto]) -> str:
-    digest = hashlib.sha256(f"{describer.name}|{describer.fingerprint}".encode())
+    digest = hashlib.sha256(f"{describer.name}|{describer_fingerprint(describer)}".encode())
     for photo in photos:
         stat = photo.path.stat()
         digest.update(f"{photo.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())

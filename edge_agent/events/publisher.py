@@ -24,25 +24,29 @@ Status: `online` (retained, QoS 1) on every connect, `offline` retained as the l
 from __future__ import annotations
 
 import contextlib
-import json
-import re
-import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
+from paho.mqtt.enums import MQTTErrorCode
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from edge_agent.config import MqttSettings
-from edge_agent.errors import ConfigError, EdgeAgentError
-from edge_agent.events.outbox import EventStore
+from edge_agent.errors import EdgeAgentError
+from edge_agent.events.connection import (
+    ReportingClient,
+    broker_address,
+    new_client,
+    reason_text,
+    socket_error_text,
+)
+from edge_agent.events.discovery import discovery_messages
 from edge_agent.events.schema import HealthMessage, StatusMessage
+from edge_agent.events.settings import MqttSettings
+from edge_agent.events.store import EventStore
+from edge_agent.events.topics import Topics
 
 Log = Callable[[str], None]
 IDLE_CHECK_S = 1.0  # the sender looks at the outbox this often even without a wake()
@@ -51,203 +55,6 @@ STOP_WAIT_S = 2.0  # how long stop() waits for the broker to acknowledge `offlin
 
 def _no_log(_line: str) -> None:
     pass
-
-
-@dataclass(frozen=True)
-class Topics:
-    prefix: str
-    device_id: str
-
-    @property
-    def root(self) -> str:
-        return f"{self.prefix}/{self.device_id}"
-
-    @property
-    def match(self) -> str:
-        return f"{self.root}/events/match"
-
-    @property
-    def status(self) -> str:
-        return f"{self.root}/status"
-
-    @property
-    def health(self) -> str:
-        return f"{self.root}/health"
-
-    @property
-    def report(self) -> str:
-        return f"{self.root}/report"
-
-    @property
-    def cmd(self) -> str:
-        return f"{self.root}/cmd"
-
-    @property
-    def cmd_result(self) -> str:
-        return f"{self.cmd}/result"
-
-    @property
-    def command_filters(self) -> tuple[str, str]:
-        """Where commands arrive: this device's and the fleet-wide command topics."""
-        return f"{self.cmd}/#", f"{self.prefix}/all/cmd/#"
-
-    def is_command(self, topic: str) -> bool:
-        return not topic.endswith("/cmd/result") and (
-            topic.startswith(f"{self.cmd}/") or topic.startswith(f"{self.prefix}/all/cmd/")
-        )
-
-
-# ---- TLS ----------------------------------------------------------------------------------------------
-
-
-def tls_context(settings: MqttSettings) -> ssl.SSLContext:
-    """The TLS context for `settings` (system CAs unless `ca_file`); a one-line ConfigError for bad files."""
-    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
-    if settings.ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(settings.ca_file))
-        except (OSError, ValueError):
-            raise ConfigError(f"mqtt.ca_file {settings.ca_file}: not a readable PEM certificate") from None
-    if settings.cert_file is not None and settings.key_file is not None:
-        try:
-            context.load_cert_chain(settings.cert_file, settings.key_file)
-        except (OSError, ValueError):
-            raise ConfigError(
-                f"mqtt.cert_file {settings.cert_file} / mqtt.key_file {settings.key_file}: "
-                "not a readable PEM certificate with its unencrypted private key"
-            ) from None
-    return context
-
-
-def configure_client(client: mqtt.Client, settings: MqttSettings) -> None:
-    """Credentials, TLS and reconnect backoff from `settings` on any paho client (publisher, listener).
-
-    A client certificate implies TLS even without `tls`/`ca_file`. Raises ConfigError for unreadable
-    TLS files, before any connection is tried.
-    """
-    if settings.username is not None:
-        password = settings.password.get_secret_value() if settings.password is not None else None
-        client.username_pw_set(settings.username, password)
-    if settings.uses_tls:
-        client.tls_set_context(tls_context(settings))
-    # paho annotates these as int but takes seconds as float (tests use sub-second backoff).
-    client.reconnect_delay_set(cast(int, settings.reconnect_min_s), cast(int, settings.reconnect_max_s))
-
-
-# ---- Home Assistant discovery -------------------------------------------------------------------------
-
-
-def discovery_messages(
-    settings: MqttSettings, topics: Topics, online: StatusMessage
-) -> list[tuple[str, bytes]]:
-    """Retained Home Assistant MQTT discovery configs: connectivity, fps and the last match time.
-
-    The connectivity sensor reads the status topic itself, so it has no availability (it would show
-    "unavailable" instead of "off"); the other two are available while the status says online.
-    """
-    node = "edge-agent-" + re.sub(r"[^A-Za-z0-9_-]", "_", topics.device_id)
-    device: dict[str, Any] = {
-        "identifiers": [node],
-        "name": f"edge-agent {topics.device_id}",
-        "manufacturer": "edge-agent",
-        "model": "face-watchlist agent",
-        "sw_version": online.agent_version,
-    }
-    availability = {
-        "availability_topic": topics.status,
-        "availability_template": "{{ value_json.state }}",
-        "payload_available": "online",
-        "payload_not_available": "offline",
-    }
-    configs: list[tuple[str, str, dict[str, Any]]] = [
-        (
-            "binary_sensor",
-            "connectivity",
-            {
-                "name": "Connectivity",
-                "device_class": "connectivity",
-                "state_topic": topics.status,
-                "value_template": "{{ value_json.state }}",
-                "payload_on": "online",
-                "payload_off": "offline",
-            },
-        ),
-        (
-            "sensor",
-            "fps",
-            {
-                "name": "Frames per second",
-                "state_topic": topics.health,
-                "value_template": "{{ value_json.fps }}",
-                "unit_of_measurement": "fps",
-                "state_class": "measurement",
-                "expire_after": round(3 * settings.health_interval_s),
-                **availability,
-            },
-        ),
-        (
-            "sensor",
-            "last_match",
-            {
-                "name": "Last match",
-                "device_class": "timestamp",
-                "state_topic": topics.health,
-                "value_template": "{{ value_json.last_match_at | default(None) }}",
-                **availability,
-            },
-        ),
-    ]
-    messages = []
-    for component, object_id, config in configs:
-        body = {
-            **config,
-            "unique_id": f"{node}-{object_id}",
-            "object_id": f"{node}_{object_id}",
-            "device": device,
-        }
-        topic = f"{settings.discovery_prefix}/{component}/{node}/{object_id}/config"
-        messages.append((topic, json.dumps(body, sort_keys=True).encode()))
-    return messages
-
-
-# ---- the client ---------------------------------------------------------------------------------------
-
-
-class _Client(mqtt.Client):
-    """paho's client, telling why a connection attempt failed: paho's loop swallows the socket error and
-    its `on_connect_fail` callback does not carry it."""
-
-    on_socket_error: Callable[[OSError], None] | None = None
-
-    def reconnect(self) -> MQTTErrorCode:
-        try:
-            return super().reconnect()
-        except OSError as exc:
-            if self.on_socket_error is not None:
-                self.on_socket_error(exc)
-            raise
-
-
-def socket_error_text(address: str, exc: OSError, tls: bool) -> str:
-    """Why a connection attempt failed, in one line. With TLS, a broker that resets or closes the connection
-    during the handshake is most likely a plain MQTT port: the line says the handshake failed, not that
-    the broker cannot be reached (it was reached)."""
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"broker {address} certificate not trusted: {exc.verify_message}"
-    if isinstance(exc, ssl.SSLError):
-        return f"TLS handshake with broker {address} failed: {exc.reason or exc}"
-    closed = isinstance(exc, ConnectionResetError | ConnectionAbortedError | BrokenPipeError)
-    if tls and closed:
-        return (
-            f"TLS handshake with broker {address} failed: the broker closed the connection "
-            f"({exc.strerror or exc}); is it a plain MQTT port?"
-        )
-    return f"cannot reach broker {address}: {exc.strerror or exc}"
-
-
-def _reason_text(reason: ReasonCode) -> str:
-    text = str(reason)
-    return text[:1].lower() + text[1:]
 
 
 class Publisher:
@@ -272,7 +79,7 @@ class Publisher:
         self.online = online
         self.offline = offline
         self.log = log
-        self.address = f"{settings.host}:{settings.port}"
+        self.address = broker_address(settings)
         self._discovery = discovery_messages(settings, self.topics, online) if settings.home_assistant else []
 
         self._gate = threading.Lock()
@@ -294,15 +101,8 @@ class Publisher:
 
         self._client = self._make_client()
 
-    def _make_client(self) -> _Client:
-        settings = self.settings
-        client = _Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id or f"edge-agent-{self.topics.device_id}",
-            clean_session=True,
-            protocol=mqtt.MQTTv311,
-        )
-        configure_client(client, settings)
+    def _make_client(self) -> ReportingClient:
+        client = new_client(self.settings, self.settings.client_id or f"edge-agent-{self.topics.device_id}")
         client.will_set(self.topics.status, self.offline.to_json(), qos=1, retain=True)
         client.max_inflight_messages_set(0)  # unlimited in paho: our own window is max_inflight
         client.on_connect = self._on_connect
@@ -474,7 +274,7 @@ class Publisher:
         properties: Properties | None,
     ) -> None:
         if reason.is_failure:
-            self._report(f"broker refused the connection: {_reason_text(reason)}")
+            self._report(f"broker refused the connection: {reason_text(reason)}")
             return
         with self._gate:
             client.drop_out_messages()  # unacknowledged rows are re-sent from the outbox, in order

@@ -1,8 +1,9 @@
 """Body-cam docking folders (`camera.type = "bodycam"`): every frame of every clip, once, oldest first.
 
-Docking stations unload body-cam footage into a folder. This source watches it (`clip_folder`: which files
-are complete), keeps per-clip progress in SQLite (`clip_state`), stamps frames with the clip's recording
-time (`clip_time`) plus their offset in the clip, and reads each clip with OpenCV.
+Docking stations unload body-cam footage into a folder. This source asks the catalogue (`catalogue`) which
+clip is next (it watches the folder, `folder`: which files are complete), keeps per-clip progress in SQLite
+(`state`), stamps frames with the clip's recording time (`clip_time`) plus their offset in the clip, and
+reads each clip with OpenCV.
 
 Progress: the worker calls `processed(frame)` once the frame's events are committed. Progress is written
 at most every `PROGRESS_EVERY_S` or `PROGRESS_EVERY_FRAMES` (each write is an fsync; an SD card should not
@@ -32,30 +33,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edge_agent.capture.clip_folder import DockFolder, FileState, fingerprint
-from edge_agent.capture.clip_state import FINAL, Clip, ClipState
-from edge_agent.capture.clip_time import (
-    ClipError,
-    MissingTimeError,
-    check_complete,
-    pattern_regex,
-    recording_time,
-)
-from edge_agent.config import CameraSettings
+from edge_agent.capture.bodycam.catalogue import ClipCatalogue
+from edge_agent.capture.bodycam.clip_time import pattern_regex
+from edge_agent.capture.bodycam.state import Clip, ClipState
+from edge_agent.capture.settings import CameraSettings
 from edge_agent.errors import CaptureError
 from edge_agent.types import Frame, RGBImage
 
-__all__ = ["BodycamSource", "recording_time"]
-
 PROGRESS_EVERY_S = 1.0
 PROGRESS_EVERY_FRAMES = 50
-_NEVER = datetime.max.replace(tzinfo=UTC)
 MAX_ATTEMPTS = 3  # openings of a clip without any progress before it is given up (a decoder crash loop)
 
 
@@ -108,17 +100,12 @@ class BodycamSource:
         self.log = log  # one line per clip started, skipped, failed, moved or deleted
         # True while `read` waits for a clip to arrive: an idle docking station is no stalled camera
         self.waiting = False
-        self._folder = DockFolder(settings.bodycam)
+        self._catalogue = ClipCatalogue(settings.bodycam, settings.id, log)
         self._state: ClipState | None = None
         self._interrupted = threading.Event()
         self._wake = threading.Event()
         self._reader: _Reader | None = None
         self._index = 0
-        self._delivered: set[str] = set()  # clips whose frames were all handed out in this run
-        self._settled: set[FileState] = set()  # files with nothing more to do (final, after applied)
-        self._clip_of: dict[Path, str] = {}  # file -> fingerprint, for the files met in this run
-        self._unusable: set[Path] = set()  # files that could not even be fingerprinted (logged)
-        self._initial: set[Path] | None = None  # once: the clip files present at open
         self._progress = _Progress()
         self._progress_lock = threading.Lock()
 
@@ -135,7 +122,7 @@ class BodycamSource:
             except ValueError as exc:
                 raise CaptureError(f"camera {self.camera_id}: {exc}") from None
         self._state = ClipState.open(self.bodycam.state_path)
-        self._initial = {state.path for state in self._folder.files()} if self.bodycam.once else None
+        self._catalogue.start(self._state)
 
     def read(self) -> Frame | None:
         """The next frame; blocks, looking at the folder every `poll_s`, until there is one. None once
@@ -151,7 +138,7 @@ class BodycamSource:
                 continue
             if self._start_next_clip():
                 continue
-            if self._initial is not None and self._once_finished():
+            if self._catalogue.initial is not None and self._catalogue.once_finished():
                 return None
             self.waiting = True
             self._wake.wait(self.bodycam.poll_s)
@@ -248,117 +235,41 @@ class BodycamSource:
     def _end_reader(self, reader: _Reader) -> None:
         reader.close()
         self._reader = None
-        self._delivered.add(reader.clip.fingerprint)
+        self._catalogue.delivered(reader.clip.fingerprint)
         frames = reader.index + 1
         if reader.declared and frames < reader.declared - 1:
+            name = self._catalogue.name(reader.clip.path)
             self.log(
-                f"camera {self.camera_id}: clip {self._name(reader.clip.path)} ended at frame {frames} of "
+                f"camera {self.camera_id}: clip {name} ended at frame {frames} of "
                 f"{reader.declared} its container declares"
             )
 
     def _give_up(self, reader: _Reader, reason: str) -> None:
         reader.close()
         self._reader = None
-        self._delivered.add(reader.clip.fingerprint)
-        self._fail(reader.clip, reason)
+        self._catalogue.delivered(reader.clip.fingerprint)
+        self._catalogue.fail(reader.clip, reason)
 
-    # ---- choosing the next clip (capture thread) -----------------------------------------------------
+    # ---- opening the next clip (capture thread) ------------------------------------------------------
 
     def _start_next_clip(self) -> bool:
         """Look at the folder, then open the oldest waiting clip; False when none is ready."""
-        waiting: list[Clip] = []
-        listed = self._folder.files()
-        self._settled.intersection_update(listed)  # forget files that are gone
-        for state in self._folder.ready([state for state in listed if state not in self._settled]):
-            clip = self._known(state)
-            if clip is None:
-                continue
-            if clip.status in FINAL:
-                self._settle(state, clip)
-            elif clip.fingerprint not in self._delivered and (
-                self._initial is None or state.path in self._initial
-            ):
-                waiting.append(clip)
-        waiting.sort(key=lambda clip: (clip.recorded_at or _NEVER, str(clip.path)))
-        return any(self._open_clip(clip) for clip in waiting)
-
-    def _known(self, state: FileState) -> Clip | None:
-        """The clip row of a complete file, adding it (pending, skipped or failed) when it is new."""
-        db = self._state
-        assert db is not None
-        clip = db.by_file(state.path, state.size, state.mtime_ns)
-        if clip is None:
-            try:
-                key = fingerprint(state.path, state.size)
-            except OSError as exc:
-                if state.path.exists() and state.path not in self._unusable:
-                    self._unusable.add(state.path)
-                    self.log(f"camera {self.camera_id}: clip {self._name(state.path)} cannot be read: {exc}")
-                return None
-            clip = db.by_fingerprint(key)
-            if clip is not None:
-                db.relocate(key, state.path, state.size, state.mtime_ns)
-            else:
-                clip = self._admit(state, key)
-        self._clip_of[state.path] = clip.fingerprint
-        return clip
-
-    def _admit(self, state: FileState, key: str) -> Clip:
-        """A new clip: pending with its recording time, or skipped/failed with one logged line."""
-        db = self._state
-        assert db is not None
-        name = self._name(state.path)
-        try:
-            if state.size == 0:
-                raise ClipError("empty file (0 bytes)")
-            check_complete(state.path)
-            recorded = recording_time(state.path, self.bodycam)
-        except MissingTimeError as exc:
-            self.log(f"camera {self.camera_id}: clip {name} skipped: {exc}")
-            return db.add(
-                key,
-                state.path,
-                state.size,
-                state.mtime_ns,
-                status="skipped",
-                recorded_at=None,
-                error=str(exc),
-            )
-        except (ClipError, OSError) as exc:
-            self.log(f"camera {self.camera_id}: clip {name} failed: {exc}")
-            return db.add(
-                key, state.path, state.size, state.mtime_ns, status="failed", recorded_at=None, error=str(exc)
-            )
-        return db.add(key, state.path, state.size, state.mtime_ns, status="pending", recorded_at=recorded)
-
-    def _settle(self, state: FileState, clip: Clip) -> None:
-        """A finished clip's file: apply `after` to a done one (once), then stop looking at it."""
-        self._settled.add(state)
-        if clip.status != "done" or self.bodycam.after == "keep":
-            return
-        try:
-            moved = self._folder.dispose(state.path)
-        except OSError as exc:
-            self.log(
-                f"camera {self.camera_id}: clip {self._name(state.path)}: cannot {self.bodycam.after} "
-                f"it: {exc}"
-            )
-            return
-        where = f"moved to {moved}" if moved is not None else "deleted"
-        self.log(f"camera {self.camera_id}: clip {self._name(state.path)} done, {where}")
+        return any(self._open_clip(clip) for clip in self._catalogue.waiting())
 
     def _open_clip(self, clip: Clip) -> bool:
         """Start reading `clip` at its frames_done; False (and the clip marked) when it cannot be read."""
         db = self._state
         assert db is not None and clip.recorded_at is not None
         if clip.attempts >= MAX_ATTEMPTS:
-            self._fail(clip, f"opened {clip.attempts} times without progress (does it crash the decoder?)")
+            self._catalogue.fail(
+                clip, f"opened {clip.attempts} times without progress (does it crash the decoder?)"
+            )
             return False
         db.start(clip.fingerprint)
         capture = cv2.VideoCapture(str(clip.path))
         if not capture.isOpened():
             capture.release()
-            self._fail(clip, "OpenCV cannot open it (not a video it can decode)")
+            self._catalogue.fail(clip, "OpenCV cannot open it (not a video it can decode)")
             return False
         start = clip.frames_done
         try:
@@ -374,21 +285,22 @@ class BodycamSource:
             reader.ahead = reader.read()
         except cv2.error as exc:
             capture.release()
-            self._fail(clip, f"decoding failed: {exc}")
+            self._catalogue.fail(clip, f"decoding failed: {exc}")
             return False
         if reader.ahead is None:
             reader.close()
             if start == 0:
-                self._fail(clip, "no frame could be decoded")
+                self._catalogue.fail(clip, "no frame could be decoded")
             else:  # every frame was processed before a stop that came before the clip was marked done
                 db.progress(clip.fingerprint, start, done=True)
-                self._delivered.add(clip.fingerprint)
+                self._catalogue.delivered(clip.fingerprint)
             return False
         self.fps = fps if 0.0 < fps < 1000.0 else None
         self._reader = reader
         resumed = f", resuming at frame {start}" if start else ""
+        name = self._catalogue.name(clip.path)
         self.log(
-            f"camera {self.camera_id}: clip {self._name(clip.path)} recorded {clip.recorded_at.isoformat()}, "
+            f"camera {self.camera_id}: clip {name} recorded {clip.recorded_at.isoformat()}, "
             f"{reader.declared or '?'} frames{resumed}"
         )
         return True
@@ -402,35 +314,10 @@ class BodycamSource:
         if round(float(capture.get(cv2.CAP_PROP_POS_FRAMES))) == start:
             return capture
         capture.release()
-        self.log(
-            f"camera {self.camera_id}: clip {self._name(path)}: seeking is not exact, reading up to "
-            f"frame {start}"
-        )
+        name = self._catalogue.name(path)
+        self.log(f"camera {self.camera_id}: clip {name}: seeking is not exact, reading up to frame {start}")
         capture = cv2.VideoCapture(str(path))
         for _ in range(start):
             if not capture.grab():
                 break
         return capture
-
-    def _fail(self, clip: Clip, reason: str) -> None:
-        assert self._state is not None
-        self._state.finish(clip.fingerprint, "failed", reason)
-        self.log(f"camera {self.camera_id}: clip {self._name(clip.path)} failed: {reason}")
-
-    def _once_finished(self) -> bool:
-        """Every clip file present at `open` is finished, gone, or unreadable."""
-        assert self._initial is not None and self._state is not None
-        for path in self._initial:
-            if not path.exists() or path in self._unusable:
-                continue
-            key = self._clip_of.get(path)
-            clip = self._state.by_fingerprint(key) if key is not None else None
-            if clip is None or clip.status not in FINAL:
-                return False
-        return True
-
-    def _name(self, path: Path) -> str:
-        try:
-            return str(path.relative_to(self._folder.root))
-        except ValueError:
-            return str(path)

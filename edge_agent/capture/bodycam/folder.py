@@ -29,7 +29,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.config import BodycamSettings
+from edge_agent.capture.bodycam.settings import BodycamSettings
 
 FINGERPRINT_SPAN = 1 << 20  # bytes hashed at each end of a clip
 

@@ -10,21 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge_agent.lab.evaluation.metrics import (
-    all_pair_distances,
-    best_accuracy,
+from edge_agent.lab.evaluation.distances import all_pair_distances, paired_distances
+from edge_agent.lab.evaluation.identification import fnir_at_fpir, rank1_identification, search
+from edge_agent.lab.evaluation.rates import (
     beta_quantile,
     clopper_pearson_upper,
-    fnir_at_fpir,
-    pair_accuracy,
-    paired_distances,
-    rank1_identification,
     regularized_incomplete_beta,
-    roc,
-    search,
-    tar_at_far,
-    tar_at_fars,
-    threshold_for_fmr,
     trials_needed,
 )
 from edge_agent.lab.evaluation.report import (
@@ -33,6 +24,14 @@ from edge_agent.lab.evaluation.report import (
     format_report,
     identification_accuracy,
     write_accuracy_report,
+)
+from edge_agent.lab.evaluation.verification import (
+    best_accuracy,
+    pair_accuracy,
+    roc,
+    tar_at_far,
+    tar_at_fars,
+    threshold_for_fmr,
 )
 
 GENUINE = [0.1, 0.3, 0.5]

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import BinaryIO
 from zoneinfo import ZoneInfo
 
-from edge_agent.config import BodycamSettings
+from edge_agent.capture.bodycam.settings import BodycamSettings
 
 MP4_EPOCH = datetime(1904, 1, 1, tzinfo=UTC)
 # Box types that may open an ISO BMFF / QuickTime file; anything else (RIFF/AVI, Matroska) is not one.
