@@ -14,7 +14,9 @@ as `EDGE_AGENT_TEST_FACES` and `EDGE_AGENT_TEST_SLOW`), which are never settings
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +27,7 @@ from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -41,6 +44,7 @@ CONFIG_VARIABLE = "EDGE_AGENT_CONFIG"  # where the config file is: read by the C
 # Reserved for the tests' own variables (where test photos are, whether slow tests run): never settings,
 # so a new test switch needs no change here.
 TEST_VARIABLE_PREFIX = "EDGE_AGENT_TEST_"
+_SETTINGS_ERROR_FIELD = re.compile(r'for field "([^"]+)"')
 
 
 class ServiceSettings(Section):
@@ -159,6 +163,31 @@ def load_settings(path: Path | str | None = None, use_environment: bool = True, 
         return _settings_class_for(toml_path, use_environment)(**overrides)
     except ValidationError as exc:
         raise ConfigError(f"invalid config{where}: {describe_validation_error(exc)}") from None
+    except SettingsError as exc:  # an environment value pydantic-settings could not even parse
+        raise ConfigError(describe_settings_error(exc, os.environ)) from None
+
+
+def describe_settings_error(err: SettingsError, environ: Mapping[str, str]) -> str:
+    """One line naming the environment variable whose value could not be parsed: values of lists and
+    tables (`tiles`, `roi`, ...) are read as JSON, so `3x3` fails before validation could name the field."""
+    field = _SETTINGS_ERROR_FIELD.search(str(err))
+    section = ENV_PREFIX + (field.group(1).upper() if field else "")
+    named = sorted(v for v in environ if v.upper() == section or v.upper().startswith(section + "__"))
+    bad = [v for v in named if not _is_json(environ[v])] or named
+    if not bad:
+        return f"environment: {err}"
+    shown = ", ".join(f"{v}={environ[v]!r}" for v in bad)
+    return (
+        f"environment variable {shown}: not a valid value (lists and tables are written as JSON, e.g. [3, 3])"
+    )
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
 
 
 def settings_as_toml(settings: Settings) -> str:

@@ -158,4 +158,4 @@ def test_the_graph_sees_imports_of_every_kind() -> None:
     graph = import_graph()
     assert "edge_agent.engine.live" in graph["edge_agent.service"]  # from x.y import Name
     assert "edge_agent.bounded" in graph["edge_agent.signed"]  # from edge_agent import module
-    assert "edge_agent.engine.offline" in graph["edge_agent.cli.main"]  # inside a function
+    assert "edge_agent.engine.offline" in graph["edge_agent.cli.faces"]  # inside a function

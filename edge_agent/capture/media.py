@@ -17,13 +17,10 @@ thread could be writing there. Setting `OPENCV_FFMPEG_LOGLEVEL` or `OPENCV_LOG_L
 
 from __future__ import annotations
 
-import contextlib
 import io
 import os
 import re
 import struct
-import sys
-import threading
 import warnings
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -35,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from edge_agent.bounded import MAX_IMAGE_PIXELS, InputRefusedError, check_pixels
 from edge_agent.errors import MediaError
+from edge_agent.quiet import native_logs_shown, quiet_stderr
 from edge_agent.types import Frame, RGBImage
 
 IMAGE_SUFFIXES = frozenset(
@@ -117,36 +115,12 @@ def quiet_decoders() -> None:
     Called before a capture is opened: OpenCV reads `OPENCV_FFMPEG_LOGLEVEL` once, when its FFmpeg backend
     starts (-8 is AV_LOG_QUIET). Either variable set in the environment is left as it is, for debugging."""
     global _quieted
-    if _quieted:
+    if _quieted or native_logs_shown():  # `edge-agent -v`: every library's own lines
         return
     _quieted = True
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     if "OPENCV_LOG_LEVEL" not in os.environ:
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-
-
-@contextlib.contextmanager
-def quiet_stderr() -> Iterator[None]:
-    """File descriptor 2 on /dev/null for the block, where that hides only the decoder's own lines
-    (libpng's "libpng warning: iCCP: CRC error", libjpeg's "Corrupt JPEG data"): only when no other Python
-    thread is running, since another thread's line would be lost too. Elsewhere (the live agent), nothing."""
-    if threading.active_count() > 1:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no fd 2, or stderr already closed
-        yield
-        return
-    null = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(null, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(null)
 
 
 def file_time(path: Path) -> datetime:

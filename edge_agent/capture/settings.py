@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from edge_agent.capture.bodycam.settings import BodycamSettings
 from edge_agent.capture.jetson_settings import JetsonSettings
@@ -76,6 +76,16 @@ class CameraSettings(Section):
     picamera2: Picamera2Settings = Field(default_factory=Picamera2Settings)
     jetson: JetsonSettings = Field(default_factory=JetsonSettings)
     bodycam: BodycamSettings = Field(default_factory=BodycamSettings)
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _device_number(cls, value: object) -> object:
+        """`source = 0` in TOML (an integer: the natural way to write a device number) is device "0"."""
+        if isinstance(value, int) and not isinstance(value, bool):
+            if value < 0:
+                raise ValueError(f"a device number is 0 or more, got {value}")
+            return str(value)
+        return value
 
     @model_validator(mode="after")
     def _backoff_range(self) -> CameraSettings:

@@ -16,14 +16,13 @@ from edge_agent.redaction import redact
 
 def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     run = commands.add_parser("run", help="run the live agent in the foreground (what the service runs)")
-    run.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     run.add_argument("--source", help="override camera.source (a device number, URL or video file)")
     run.add_argument("--loop", action="store_true", help="play a file source in a loop (camera.loop)")
     run.set_defaults(handler=_cmd_run)
 
     schema = commands.add_parser("schema", help="write the JSON Schemas of the MQTT payloads")
     schema.add_argument("--out", type=Path, help="folder for <kind>.schema.json (default: print)")
-    schema.add_argument("kind", nargs="?", choices=["match", "status", "health", "report"])
+    schema.add_argument("kind", nargs="?", choices=["cmd-result", "match", "status", "health", "report"])
     schema.set_defaults(handler=_cmd_schema)
 
     listen = commands.add_parser("listen", help="subscribe to agents' topics and check every payload")
@@ -36,7 +35,6 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     sources = commands.add_parser(
         "sources", help="list the cameras this machine offers and the configured one"
     )
-    sources.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     sources.add_argument(
         "--explain",
         action="store_true",
@@ -47,12 +45,10 @@ def add_agent_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     report = commands.add_parser(
         "report", help="transparency report: aggregate counts for a period (no person named)"
     )
-    report.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     report.add_argument(
         "--since", type=_day, required=True, metavar="DATE", help="first UTC day (YYYY-MM-DD)"
     )
     report.add_argument("--until", type=_day, metavar="DATE", help="last UTC day, included (default: today)")
-    report.add_argument("--json", action="store_true", help="print the JSON payload instead of Markdown")
     report.add_argument(
         "--publish", action="store_true", help="also send it retained on <prefix>/<device_id>/report (QoS 1)"
     )
@@ -79,7 +75,8 @@ def configure_logging() -> None:
     handler.setFormatter(RedactingFormatter("edge-agent: %(message)s"))
     root = logging.getLogger("edge_agent")
     root.handlers[:] = [handler]
-    root.setLevel(logging.INFO)
+    if root.level == logging.NOTSET:  # else -v / -q set it (cli/options.py)
+        root.setLevel(logging.INFO)
     root.propagate = False
 
 

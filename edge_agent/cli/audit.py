@@ -29,7 +29,6 @@ def add_audit_commands(sub: Any) -> None:
     )
     verify.set_defaults(handler=_cmd_audit_verify)
     head = audit_sub.add_parser("head", help="the chain head to publish as an anchor: <row id>:<hash>")
-    head.add_argument("--json", action="store_true", help="the anchor payload (to sign and publish)")
     head.set_defaults(handler=_cmd_audit_head)
 
 

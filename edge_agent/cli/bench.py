@@ -56,7 +56,6 @@ def add_live_bench_commands(bench_commands: argparse._SubParsersAction[argparse.
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     parser.add_argument(
         "source", nargs="?", type=Path, help=f"a video file (default: the demo kit's {DEFAULT_CLIP})"
     )
@@ -77,7 +76,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_DOC)
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument("--json", type=Path, metavar="FILE", help="also write the numbers as JSON")
+    parser.add_argument(
+        "--json", type=Path, metavar="FILE", dest="json_file", help="also write the numbers as JSON"
+    )
 
 
 def _inputs(args: argparse.Namespace) -> tuple[Path, tuple[Path, ...]]:
@@ -132,8 +133,8 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
     )
     result = run_pipeline_bench(settings_from(args), options, progress=_progress)
     print(format_summary(result))
-    if args.json is not None:
-        _write_json(args.json, as_json(result))
+    if args.json_file is not None:
+        _write_json(args.json_file, as_json(result))
     if not args.no_write:
         extra = ["--repeat", str(args.repeat)]
         if args.baseline_frames is not None:
@@ -162,8 +163,8 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
     )
     result = run_soak(settings_from(args), options, progress=_progress)
     print(format_summary(result))
-    if args.json is not None:
-        _write_json(args.json, as_json(result))
+    if args.json_file is not None:
+        _write_json(args.json_file, as_json(result))
     if not args.no_write:
         extra = ["--minutes", f"{args.minutes:g}"]
         if args.realtime:

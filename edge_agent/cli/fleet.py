@@ -36,15 +36,12 @@ def add_fleet_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     publish = sub.add_parser("publish", help="publish a signed envelope (QoS 1), wait for the broker's ack")
     publish.add_argument("envelope", type=Path, metavar="ENVELOPE_FILE")
     publish.add_argument("--target", help="device id or all (default: the one it is signed for)")
-    publish.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     publish.set_defaults(handler=_cmd_publish)
 
     send = sub.add_parser("send", help="sign, publish, and collect the devices' answers")
     _command_options(send)
     send.add_argument("--expect", type=positive_int, help="answers to wait for (default 1 for one device)")
     send.add_argument("--timeout", type=positive_float, default=30.0, help="seconds to wait (default 30)")
-    send.add_argument("--json", action="store_true", help="print each device's result payload as JSON")
-    send.add_argument("--config", type=Path, default=argparse.SUPPRESS, help="TOML config file")
     send.set_defaults(handler=_cmd_send)
 
 

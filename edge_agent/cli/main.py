@@ -16,17 +16,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.capture.media import quiet_decoders
 from edge_agent.cli.agent import add_agent_commands
 from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, given, positive_int, settings_from
 from edge_agent.cli.bench import add_live_bench_commands
-from edge_agent.cli.faces import add_face_commands
+from edge_agent.cli.faces import Tally, add_face_commands, frames_of
 from edge_agent.cli.fleet import add_fleet_commands
+from edge_agent.cli.options import add_global_options, apply_verbosity, say, with_progress
 from edge_agent.cli.watchlist import add_watchlist_commands
 from edge_agent.config import load_settings, settings_as_toml
-from edge_agent.errors import ConfigError, EdgeAgentError, MediaError
+from edge_agent.errors import ConfigError, EdgeAgentError
 from edge_agent.redaction import redact
-from edge_agent.types import KEYPOINT_NAMES
+from edge_agent.types import KEYPOINT_NAMES, Face, Frame
 
 if TYPE_CHECKING:
     from edge_agent.lab.bench.detect import BenchResult
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet_decoders()  # our one line per failure, not FFmpeg's and OpenCV's own
+    apply_verbosity(args)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
@@ -53,12 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edge-agent", description="On-device face-watchlist agent.")
-    parser.add_argument(
-        "--config",
-        type=Path,
-        default=os.environ.get("EDGE_AGENT_CONFIG") or None,
-        help="TOML config file (default: $EDGE_AGENT_CONFIG, else built-in defaults)",
-    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_detect_command(commands)
     _add_config_and_models_commands(commands)
@@ -72,13 +66,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")
     demo.add_argument("--out", type=Path, default=Path("demo-output"))
     demo.set_defaults(handler=_cmd_demo)
+    add_global_options(parser)
     return parser
 
 
 def _add_detect_command(commands: Any) -> None:
     detect = commands.add_parser("detect", help="find faces in images, folders and videos")
     detect.add_argument("paths", nargs="+", type=Path, metavar="PATH")
-    detect.add_argument("--json", action="store_true", help="one JSON object per face")
     detect.add_argument("--draw", type=Path, metavar="OUTDIR", help="save annotated frames here")
     detect.add_argument("--every", type=positive_int, default=1, help="every Nth video frame")
     detect.add_argument("--model", choices=["short_range", "full_range"])
@@ -132,7 +126,6 @@ def _add_bench_commands(commands: Any) -> None:
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
-    from edge_agent.engine.offline import detect_in_files
     from edge_agent.lab.draw import draw_faces, save_jpeg
     from edge_agent.vision.detect import FaceDetector
     from edge_agent.vision.manifest import ModelCatalog
@@ -143,43 +136,37 @@ def _cmd_detect(args: argparse.Namespace) -> int:
     detector = FaceDetector.from_settings(
         settings.detector, settings.runtime, ModelCatalog.load(settings.models_dir)
     )
-    frames = faces = errors = 0
-    for item in detect_in_files(args.paths, detector, args.every):
-        if isinstance(item, MediaError):
-            errors += 1
-            print(f"edge-agent: {redact(str(item))}", file=sys.stderr)
-            continue
-        frames += 1
-        faces += len(item.faces)
+    tally = Tally()
+    for item in frames_of(args, detector, tally):
         frame = item.frame
         for face in item.faces:
             if args.json:
-                record = {
-                    "file": frame.source_id,
-                    "frame": frame.index,
-                    "time_s": round(frame.offset_s, 3),
-                    "box": [round(v, 1) for v in face.box.as_list()],
-                    "score": round(face.score, 4),
-                    "keypoints": {
-                        name: [round(float(x), 1), round(float(y), 1)]
-                        for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints, strict=True)
-                    },
-                    "model": detector.model_id,
-                }
-                print(json.dumps(record), flush=True)
+                say(json.dumps(_detection_record(frame, face, detector.model_id)))
             else:
                 box = ", ".join(f"{v:.0f}" for v in face.box.as_list())
-                print(f"{frame.source_id} frame {frame.index}: face [{box}] score {face.score:.2f}")
+                say(f"{frame.source_id} frame {frame.index}: face [{box}] score {face.score:.2f}")
         if args.draw and item.faces:
             # a short hash of the source path keeps same-named files from different folders apart
             tag = hashlib.sha1(frame.source_id.encode()).hexdigest()[:6]
             name = f"{Path(frame.source_id).stem}_{tag}_frame{frame.index:05d}.jpg"
             save_jpeg(draw_faces(frame.image, item.faces), args.draw / name)
-    print(
-        f"{frames} frame(s), {faces} face(s), {errors} unreadable file(s) [{detector.model_id}]",
-        file=sys.stderr,
-    )
-    return EXIT_FAILURES if errors else EXIT_OK
+    print(f"{tally.summary()} [{detector.model_id}]", file=sys.stderr)
+    return EXIT_FAILURES if tally.failed else EXIT_OK
+
+
+def _detection_record(frame: Frame, face: Face, model_id: str) -> dict[str, Any]:
+    return {
+        "file": frame.source_id,
+        "frame": frame.index,
+        "time_s": round(frame.offset_s, 3),
+        "box": [round(v, 1) for v in face.box.as_list()],
+        "score": round(face.score, 4),
+        "keypoints": {
+            name: [round(float(x), 1), round(float(y), 1)]
+            for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints, strict=True)
+        },
+        "model": model_id,
+    }
 
 
 def _cmd_config_validate(args: argparse.Namespace) -> int:
@@ -247,7 +234,9 @@ def _cmd_bench_embed(args: argparse.Namespace) -> int:
     catalog = ModelCatalog.load(settings_from(args).models_dir)
     reference = DlibPipeline()
     photos = bench.bench_photos(args.faces)
-    chips = bench.dlib_chips(reference, photos)
+    chips = [
+        c for p in with_progress(photos, args, "photo", len(photos)) for c in bench.dlib_chips(reference, [p])
+    ]
     expected = np.stack([reference.describe_chip(chip) for chip in chips])
     results = bench.run_embedders(catalog, chips, expected, args.threads, args.rounds)
     baseline = bench.run_dlib(reference, chips, args.rounds)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import hashlib
 import json
 import re
 import sys
@@ -15,8 +14,9 @@ from typing import Any
 
 from edge_agent.cli.args import EXIT_OK, open_watchlist, settings_from
 from edge_agent.cli.audit import add_audit_commands
+from edge_agent.cli.watchlist_text import stats_text, subject_text
 from edge_agent.errors import EdgeAgentError
-from edge_agent.watchlist.records import NewSubject, NewTemplate, Subject, utc_text
+from edge_agent.watchlist.records import NewSubject, Subject, utc_text
 
 DURATION = re.compile(r"^(\d+)([hdw])$")
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
@@ -63,10 +63,14 @@ def _add_subject_commands(sub: Any) -> None:
     enroll.add_argument(
         "--face", choices=["largest"], help="in photos with several faces, use the largest (else refused)"
     )
+    enroll.add_argument(
+        "--force",
+        action="store_true",
+        help="enrol faces beyond the calibrated impostor bound from the others (only that check)",
+    )
     enroll.set_defaults(handler=_cmd_enroll)
 
     listing = sub.add_parser("list", help="subjects (active ones unless --all)")
-    listing.add_argument("--json", action="store_true")
     listing.add_argument("--all", action="store_true", help="include removed and expired subjects")
     listing.set_defaults(handler=_cmd_list)
 
@@ -87,7 +91,6 @@ def _add_subject_commands(sub: Any) -> None:
     search = sub.add_parser("search", help="the nearest subjects to each face of a photo")
     search.add_argument("photo", type=Path)
     search.add_argument("-k", type=int, default=None, help="how many subjects (default from config)")
-    search.add_argument("--json", action="store_true")
     search.set_defaults(handler=_cmd_search)
 
     stats = sub.add_parser("stats", help="counts, index and audit head")
@@ -115,9 +118,8 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _cmd_enroll(args: argparse.Namespace) -> int:
-    from edge_agent.capture.media import read_image
+    from edge_agent.cli.enrol import read_batch
     from edge_agent.vision.faces import FacePipeline
-    from edge_agent.vision.pick import pick_detection
 
     settings = settings_from(args)
     now = datetime.now(UTC)
@@ -130,26 +132,16 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         expires_at=parse_expiry(args.expires, now),
     )
     subject.check(now)  # before any model work: a bad expiry or empty reason fails fast
-    pipeline = FacePipeline.from_settings(settings)
-    templates = []
-    for photo in args.photos:
-        image = read_image(photo)
-        faces = pipeline.detector.detect(image)
-        if not faces:
-            raise EdgeAgentError(f"{photo}: no face found; nothing enrolled")
-        if len(faces) > 1 and args.face != "largest":
-            raise EdgeAgentError(
-                f"{photo}: {len(faces)} faces found; crop the photo or pass --face largest; nothing enrolled"
-            )
-        # only the face enrolled is aligned and embedded
-        face = pipeline.describe_face(image, pick_detection(faces, image, "largest"))
-        failures = face.quality.failures(settings.quality)
-        if failures:
-            raise EdgeAgentError(f"{photo}: face quality too low ({'; '.join(failures)}); nothing enrolled")
-        digest = hashlib.sha256(photo.read_bytes()).hexdigest()
-        templates.append(NewTemplate(face.descriptor, face.quality.score, digest))
+    batch = read_batch(args.photos, FacePipeline.from_settings(settings), args.face, args.force)
+    for note in batch.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if batch.problems:
+        if len(batch.problems) > 1:
+            for problem in batch.problems:
+                print(f"  {problem}", file=sys.stderr)
+        raise EdgeAgentError(batch.refusal(len(args.photos)))
     with open_watchlist(settings) as watchlist:
-        enrolled = watchlist.enroll(subject, templates)
+        enrolled = watchlist.enroll(subject, batch.templates)
     print(
         f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
         f"expires {enrolled.expires_at}"
@@ -188,7 +180,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             "exclusions": [asdict(exclusion) for exclusion in watchlist.exclusions(subject.id)],
             "audit": [asdict(row) for row in audit.rows(watchlist.conn, subject_id=subject.id)],
         }
-    print(json.dumps(record, indent=2))
+    print(json.dumps(record, indent=2) if args.json else "\n".join(subject_text(record)))
     return EXIT_OK
 
 
@@ -265,7 +257,7 @@ def _strictest_fmr(thresholds: Any, distance: float) -> float | None:
 def _cmd_stats(args: argparse.Namespace) -> int:
     with open_watchlist(settings_from(args)) as watchlist:
         stats = watchlist.stats()
-    print(json.dumps(stats.__dict__, indent=2))
+    print(json.dumps(stats.__dict__, indent=2) if args.json else "\n".join(stats_text(stats.__dict__)))
     return EXIT_OK
 
 

@@ -96,11 +96,15 @@ class LivePipeline:
             faces,
             settings.events.face_crop,
             settings.events.face_crop_quality,
+            display_name=self._display_name if settings.events.include_name else None,
         )
         self.clock = StageClock()
         self.audit = MatchAudit(lambda: self.matcher.watchlist, self.actor)
         self.last_match_at: datetime | None = None
         self._timeline: tuple[str, datetime] | None = None  # the recording frames come from, and its time
+
+    def _display_name(self, subject_id: str) -> str:
+        return self.matcher.watchlist.subject(subject_id).display_name
 
     # ---- the control surface ---------------------------------------------------------------------
 

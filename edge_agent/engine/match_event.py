@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import cv2
 from edge_agent import agent_version
 from edge_agent.engine.identity import Shot
 from edge_agent.engine.vote import Decision
+from edge_agent.errors import EdgeAgentError
 from edge_agent.events.schema import FalseMatchRate, MatchEvent, Models, Quality
 from edge_agent.types import Box
 from edge_agent.vision.faces import FacePipeline
@@ -37,6 +39,7 @@ class EventFactory:
     faces: FacePipeline
     face_crop: bool
     face_crop_quality: int
+    display_name: Callable[[str], str] | None = None  # subject id -> name; None: names stay off the event
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
     def event(self, decision: Decision[Shot]) -> MatchEvent:
@@ -52,6 +55,7 @@ class EventFactory:
             captured_at=decision.best.captured_at,
             decided_at=self.clock(),
             subject_id=decision.subject_id,
+            display_name=self._name(decision.subject_id),
             watchlist=decision.watchlist,
             distance=round(decision.distance, 6),
             threshold=point.threshold,
@@ -68,6 +72,17 @@ class EventFactory:
             agent_version=agent_version(),
             face_jpeg=self._crop(shot) if self.face_crop else None,
         )
+
+    def _name(self, subject_id: str) -> str | None:
+        """The display name, cut to the schema's bound; None when names are off or it cannot be read
+        (a subject retired meanwhile): the event still goes out, with its subject id."""
+        if self.display_name is None:
+            return None
+        try:
+            name = self.display_name(subject_id).strip()
+        except (EdgeAgentError, sqlite3.Error):
+            return None
+        return name[:128] or None
 
     def _crop(self, shot: Shot) -> str:
         """The aligned face chip only (never the frame) as base64 JPEG, for the human reviewer."""

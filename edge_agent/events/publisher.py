@@ -42,7 +42,7 @@ from edge_agent.events.connection import (
     reason_text,
     socket_error_text,
 )
-from edge_agent.events.discovery import discovery_messages
+from edge_agent.events.discovery import discovery
 from edge_agent.events.schema import HealthMessage, StatusMessage
 from edge_agent.events.settings import MqttSettings
 from edge_agent.events.store import EventStore
@@ -80,7 +80,7 @@ class Publisher:
         self.offline = offline
         self.log = log
         self.address = broker_address(settings)
-        self._discovery = discovery_messages(settings, self.topics, online) if settings.home_assistant else []
+        self._discovery = discovery(settings, self.topics, online)
 
         self._gate = threading.Lock()
         self._state = threading.Condition()
@@ -264,6 +264,8 @@ class Publisher:
             return
         if self.on_command is not None and self.topics.is_command(topic):
             self.on_command(topic, bytes(message.payload))
+        elif self._discovery.stale(topic, bytes(message.payload), bool(message.retain)):
+            client.publish(topic, b"", qos=1, retain=True)  # how Home Assistant removes an entity
 
     def _on_connect(
         self,
@@ -286,8 +288,9 @@ class Publisher:
             client.publish(self.topics.status, self._status(self.online), qos=1, retain=True)
             if self.on_command is not None:
                 client.subscribe([(topic, 1) for topic in self.topics.command_filters])
-            for topic, payload in self._discovery:
+            for topic, payload in self._discovery.messages:
                 client.publish(topic, payload, qos=1, retain=True)
+            client.subscribe(self._discovery.filter, qos=1)  # its stale retained configs are cleared
             with self._state:
                 self._connected = True
                 self._generation += 1

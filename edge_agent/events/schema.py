@@ -83,6 +83,9 @@ class MatchEvent(Payload):
     captured_at: UtcTime = Field(description="Time of the frame with the best agreeing embedding.")
     decided_at: UtcTime = Field(description="When the agent decided and stored the event (before sending).")
     subject_id: Name
+    display_name: Name | None = Field(
+        None, description="The subject's display name (only when events.include_name is on)."
+    )
     watchlist: Name
     distance: float = Field(ge=0.0, description="Euclidean distance of the best agreeing embedding.")
     threshold: float = Field(gt=0.0, description="Distances below this count as a match.")

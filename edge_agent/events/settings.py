@@ -1,6 +1,6 @@
 """The events' sections: `[events]` (the durable outbox, the review store) and `[mqtt]` (the broker).
 
-A base module (pydantic and `edge_agent.section` only), composed by `config.py`.
+A base module (pydantic, `edge_agent.section` and `edge_agent.state_dir` only), composed by `config.py`.
 """
 
 from __future__ import annotations
@@ -10,12 +10,17 @@ from pathlib import Path
 from pydantic import Field, SecretStr, model_validator
 
 from edge_agent.section import Section
+from edge_agent.state_dir import default_data_path
 
 
 class EventSettings(Section):
     """The durable outbox of match events and the reviewer's copy of each sent match."""
 
-    path: Path = Field(Path("edge-agent-data/events.db"), description="Outbox and review store (SQLite).")
+    path: Path = Field(
+        default_factory=lambda: default_data_path("events.db"),
+        description="Outbox and review store (SQLite). Default: events.db in the state directory "
+        "(edge_agent/state_dir.py), beside the watchlist.",
+    )
     outbox_max_events: int = Field(
         10000, ge=1, description="Most unsent messages kept; past it the oldest is dropped and counted."
     )
@@ -28,6 +33,11 @@ class EventSettings(Section):
         le=3650.0,
         description="How long a sent match (event + matched face's embedding, never the frame) is kept for "
         "reviewer feedback before it is deleted.",
+    )
+    include_name: bool = Field(
+        False,
+        description="Put the subject's display name in match events (and Home Assistant's event "
+        "attributes); the subject id is always there.",
     )
     face_crop: bool = Field(False, description="Attach a JPEG of the matched face crop for the reviewer.")
     face_crop_quality: int = Field(85, ge=10, le=100, description="JPEG quality of that crop.")

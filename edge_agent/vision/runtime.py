@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import ModelError
+from edge_agent.quiet import quiet_stderr
 
 BACKEND_MODULES = {
     "ai_edge_litert": "ai_edge_litert.interpreter",
@@ -71,8 +72,9 @@ def load_interpreter(path: Path, threads: int = 1, backend: str = "auto") -> Int
     check_tflite_file(path)
     _, interpreter_class = find_interpreter_class(backend)
     try:
-        interpreter: Interpreter = interpreter_class(model_path=str(path), num_threads=threads)
-        interpreter.allocate_tensors()
+        with quiet_stderr():  # the runtime's "INFO: Created TensorFlow Lite XNNPACK delegate" line
+            interpreter: Interpreter = interpreter_class(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{path} could not be loaded: {exc}".splitlines()[0]) from None
     return interpreter

@@ -8,14 +8,17 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from edge_agent.section import Section
+from edge_agent.state_dir import default_data_path
 
 HEX_KEY = r"^[0-9a-f]{64}$"
 
 
 class WatchlistSettings(Section):
     path: Path = Field(
-        Path("edge-agent-data/watchlist.db"),
-        description="The watchlist database (SQLite); its vector index lives beside it in <path>.index/.",
+        default_factory=lambda: default_data_path("watchlist.db"),
+        description="The watchlist database (SQLite); its vector index lives beside it in <path>.index/. "
+        "Default: watchlist.db in the state directory (edge_agent/state_dir.py), so the service and the "
+        "CLI run as its user share it.",
     )
     index_dtype: Literal["f32", "f16", "i8"] = Field(
         "f16",

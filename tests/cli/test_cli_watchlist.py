@@ -57,7 +57,7 @@ def test_enrol_search_show_remove_and_audit(env: dict[str, str], faces_dir: Path
         best = face["candidates"][0]
         assert best["match"] and best["strictest_fmr"] <= 1e-4
 
-    shown = json.loads(run_cli("watchlist", "show", obama_id, env=env).stdout)
+    shown = json.loads(run_cli("watchlist", "show", obama_id, "--json", env=env).stdout)
     assert [row["action"] for row in shown["audit"]] == ["enroll"]
     assert len(shown["template_list"]) == 2 and "embedding" not in shown["template_list"][0]
 
@@ -111,6 +111,6 @@ def test_reason_and_expiry_are_required(env: dict[str, str], faces_dir: Path) ->
 
 def test_a_group_photo_can_enrol_its_largest_face(env: dict[str, str], faces_dir: Path) -> None:
     subject = enrol(env, "largest", faces_dir / "groups" / "obama_and_biden.jpg", extra=("--face", "largest"))
-    stats = json.loads(run_cli("watchlist", "stats", env=env).stdout)
+    stats = json.loads(run_cli("watchlist", "stats", "--json", env=env).stdout)
     assert stats["live_subjects"] == 1 and stats["templates"] == 1 and stats["index_vectors"] == 1
     assert subject.startswith("s-")

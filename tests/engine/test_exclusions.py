@@ -363,7 +363,7 @@ def test_show_lists_a_subjects_exclusions(
             clock.now + timedelta(days=7),
         )
     env = os.environ | {"EDGE_AGENT_WATCHLIST__PATH": str(tmp_path / "wl.db")}
-    shown = run_cli("watchlist", "show", a.id, env=env)
+    shown = run_cli("watchlist", "show", a.id, "--json", env=env)
     assert shown.returncode == 0, shown.stderr
     record = json.loads(shown.stdout)
     assert record["exclusions"] == [

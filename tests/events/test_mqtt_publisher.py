@@ -438,9 +438,10 @@ def test_home_assistant_discovery_is_retained_valid_json(broker: Broker, harness
     publisher = harness.publisher(settings_for(broker, home_assistant=True, discovery_prefix="ha"))
     publisher.start()
     wait_until(lambda: publisher.connected, what="connected")
-    configs = {m.topic: m for m in harness.subscriber(broker, "ha/#").wait_for(3)}
+    configs = {m.topic: m for m in harness.subscriber(broker, "ha/#").wait_for(4)}
     node = "edge-agent-edge-1"
     assert set(configs) == {
+        f"ha/event/{node}/match/config",
         f"ha/binary_sensor/{node}/connectivity/config",
         f"ha/sensor/{node}/fps/config",
         f"ha/sensor/{node}/last_match/config",
@@ -461,4 +462,4 @@ def test_home_assistant_discovery_is_retained_valid_json(broker: Broker, harness
     for config in parsed.values():
         assert config["device"]["identifiers"] == [node]
         assert config["unique_id"].startswith(node)
-    assert len({config["unique_id"] for config in parsed.values()}) == 3
+    assert len({config["unique_id"] for config in parsed.values()}) == 4

@@ -1,0 +1,1 @@
+"""The installed wheel and the systemd service as an admin meets them."""
