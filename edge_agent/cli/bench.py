@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, positive_float, positive_int, settings_from
+from edge_agent.cli.options import progress_bar, say
 from edge_agent.errors import EdgeAgentError
 
 DEFAULT_CLIP = "short_hamilton_clip.mp4"
@@ -107,6 +108,11 @@ def _progress(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _said(line: str) -> None:
+    """A progress line on stderr that leaves a progress bar whole."""
+    say(line, err=True)
+
+
 def _broker_version(args: argparse.Namespace) -> str:
     from edge_agent.lab.mosquitto import mosquitto_version
 
@@ -161,7 +167,8 @@ def _cmd_bench_soak(args: argparse.Namespace) -> int:
         max_growth_pct=args.max_growth,
         broker=args.broker,
     )
-    result = run_soak(settings_from(args), options, progress=_progress)
+    with progress_bar(args, "s", max(1, round(args.minutes * 60.0))) as bar:  # whole seconds
+        result = run_soak(settings_from(args), options, progress=_said, elapsed=lambda s: bar.reach(int(s)))
     print(format_summary(result))
     if args.json_file is not None:
         _write_json(args.json_file, as_json(result))

@@ -4,7 +4,7 @@ writes all of them or none. Repeated photos (same sha256) are skipped with a not
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -42,15 +42,24 @@ def impostor_bound(pipeline: FacePipeline) -> ImpostorBound:
     return ImpostorBound(loosest.threshold, loosest.target_fmr)
 
 
+def _as_they_are(photos: Sequence[Path]) -> Iterable[Path]:
+    return photos
+
+
 def read_batch(
-    photos: Sequence[Path], pipeline: FacePipeline, face: Literal["largest"] | None, force: bool
+    photos: Sequence[Path],
+    pipeline: FacePipeline,
+    face: Literal["largest"] | None,
+    force: bool,
+    each: Callable[[Sequence[Path]], Iterable[Path]] = _as_they_are,
 ) -> Batch:
     """Describes every photo, then checks that their faces can be one person; `force` lets faces
-    beyond the impostor bound through (with a note), and nothing else."""
+    beyond the impostor bound through (with a note), and nothing else. The photos are gone through as
+    `each` yields them (the CLI's progress bar)."""
     batch = Batch()
     digests = [_digest(photo) for photo in photos]
     repeated = duplicates([d or f"unreadable {i}" for i, d in enumerate(digests)])
-    for index, photo in enumerate(photos):
+    for index, photo in enumerate(each(photos)):
         if index in repeated:
             first = photos[repeated[index]]
             batch.notes.append(f"{photo}: the same photo as {first} (sha256 {digests[index]}); skipped")

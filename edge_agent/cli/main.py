@@ -21,7 +21,13 @@ from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, given, posit
 from edge_agent.cli.bench import add_live_bench_commands
 from edge_agent.cli.faces import Tally, add_face_commands, frames_of
 from edge_agent.cli.fleet import add_fleet_commands
-from edge_agent.cli.options import add_global_options, apply_verbosity, say, with_progress
+from edge_agent.cli.options import (
+    add_global_options,
+    apply_verbosity,
+    progress_bar,
+    say,
+    with_progress,
+)
 from edge_agent.cli.watchlist import add_watchlist_commands
 from edge_agent.config import load_settings, settings_as_toml
 from edge_agent.errors import ConfigError, EdgeAgentError
@@ -238,9 +244,10 @@ def _cmd_bench_embed(args: argparse.Namespace) -> int:
         c for p in with_progress(photos, args, "photo", len(photos)) for c in bench.dlib_chips(reference, [p])
     ]
     expected = np.stack([reference.describe_chip(chip) for chip in chips])
-    results = bench.run_embedders(catalog, chips, expected, args.threads, args.rounds)
-    baseline = bench.run_dlib(reference, chips, args.rounds)
-    alignment = bench.run_alignment(photos, args.rounds)
+    with progress_bar(args, "round", bench.timing_rounds(catalog, args.threads, args.rounds)) as bar:
+        results = bench.run_embedders(catalog, chips, expected, args.threads, args.rounds, bar.advance)
+        baseline = bench.run_dlib(reference, chips, args.rounds, bar.advance)
+        alignment = bench.run_alignment(photos, args.rounds, bar.advance)
     for r in [*results, baseline, alignment]:
         print(f"{r.name:52s} threads {r.threads}  {r.ms_per_face:7.2f} ms/face", flush=True)
     command = f"edge-agent bench embed --threads {','.join(map(str, args.threads))} --rounds {args.rounds}"

@@ -10,16 +10,20 @@ pipeline --json FILE`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from edge_agent.capture.media import quiet_decoders
 from edge_agent.quiet import show_native_logs
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 T = TypeVar("T")
 
@@ -83,9 +87,45 @@ def with_progress(
     if not progress_shown(args):
         yield from items
         return
+    yield from _tqdm()(items, total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+def _tqdm() -> type[tqdm[Any]]:
+    """tqdm without its monitor thread: a second thread would turn `quiet_stderr` off for the whole job."""
     from tqdm import tqdm
 
-    yield from tqdm(items, total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    tqdm.monitor_interval = 0
+    return tqdm
+
+
+class Bar:
+    """A bar moved by calls rather than by iterating: for work that reports through a callback."""
+
+    def __init__(self, bar: tqdm[Any] | None, total: float) -> None:
+        self._bar, self._total, self._done = bar, total, 0.0
+
+    def advance(self, n: float = 1.0) -> None:
+        self.reach(self._done + n)
+
+    def reach(self, done: float) -> None:
+        """To `done` of the total (never back, never past the end)."""
+        done = min(done, self._total)
+        if self._bar is not None and done > self._done:
+            self._bar.update(done - self._done)
+        self._done = max(done, self._done)
+
+
+@contextlib.contextmanager
+def progress_bar(args: argparse.Namespace, unit: str, total: float) -> Iterator[Bar]:
+    """A `Bar` of `total` units on stderr where `progress_shown`; elsewhere one that draws nothing."""
+    if not progress_shown(args):
+        yield Bar(None, total)
+        return
+    bar = _tqdm()(total=total, unit=unit, file=sys.stderr, leave=False, dynamic_ncols=True)
+    try:
+        yield Bar(bar, total)
+    finally:
+        bar.close()
 
 
 def say(line: str, err: bool = False) -> None:

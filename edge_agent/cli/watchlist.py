@@ -14,6 +14,7 @@ from typing import Any
 
 from edge_agent.cli.args import EXIT_OK, open_watchlist, settings_from
 from edge_agent.cli.audit import add_audit_commands
+from edge_agent.cli.options import with_progress
 from edge_agent.cli.watchlist_text import stats_text, subject_text
 from edge_agent.errors import EdgeAgentError
 from edge_agent.watchlist.records import NewSubject, Subject, utc_text
@@ -132,7 +133,14 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         expires_at=parse_expiry(args.expires, now),
     )
     subject.check(now)  # before any model work: a bad expiry or empty reason fails fast
-    batch = read_batch(args.photos, FacePipeline.from_settings(settings), args.face, args.force)
+    pipeline = FacePipeline.from_settings(settings)
+    batch = read_batch(
+        args.photos,
+        pipeline,
+        args.face,
+        args.force,
+        each=lambda ps: with_progress(ps, args, "photo", len(ps)),
+    )
     for note in batch.notes:
         print(f"note: {note}", file=sys.stderr)
     if batch.problems:

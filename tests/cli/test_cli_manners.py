@@ -84,7 +84,7 @@ def test_model_loading_prints_no_runtime_info_unless_verbose() -> None:
     assert "XNNPACK" in verbose.stdout  # the line is really there to hide (LiteRT prints it)
 
 
-def _under_a_terminal(args: list[str | Path]) -> str:
+def _under_a_terminal(args: list[str | Path], **env: str) -> str:
     """Run the command with stdout and stderr on a pseudo-terminal; everything it wrote."""
     controller, terminal = pty.openpty()
     fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # 24 rows, 100 columns
@@ -93,7 +93,7 @@ def _under_a_terminal(args: list[str | Path]) -> str:
         stdin=subprocess.DEVNULL,
         stdout=terminal,
         stderr=terminal,
-        env=_clean_env(),
+        env=_clean_env(**env),
     )
     os.close(terminal)
     chunks = []
@@ -128,6 +128,27 @@ def test_embed_of_a_folder_shows_progress_on_a_terminal_only(tmp_path: Path, fac
     assert not BAR.search(piped.stderr) and piped.stdout.count("descriptor 128-d") == 3
     as_json = _under_a_terminal(["embed", "--json", tmp_path])
     assert not BAR.search(as_json)
+
+
+def test_enrol_of_many_photos_shows_progress_on_a_terminal_only(tmp_path: Path, faces_dir: Path) -> None:
+    photos = [faces_dir / "people" / "barack_obama" / f"obama{n}.jpg" for n in ("", "2", "3")]
+    words = ["watchlist", "enroll", "--reason", "test", "--source", "case 1", "--expires", "30d"]
+
+    shown = _under_a_terminal(
+        [*words, "Obama", *photos], EDGE_AGENT_WATCHLIST__PATH=str(tmp_path / "shown.db")
+    )
+    assert BAR.search(shown), shown
+    assert re.search(r"enrolled \S+ 'Obama': 3 template\(s\)", shown), shown
+
+    piped = run_cli(
+        *words, "Obama", *photos, env=_clean_env(EDGE_AGENT_WATCHLIST__PATH=str(tmp_path / "p.db"))
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert not BAR.search(piped.stderr) and "3 template(s)" in piped.stdout
+    quiet = _under_a_terminal(
+        [*words, "-q", "Obama", *photos], EDGE_AGENT_WATCHLIST__PATH=str(tmp_path / "quiet.db")
+    )
+    assert not BAR.search(quiet) and "3 template(s)" in quiet, quiet
 
 
 @pytest.mark.parametrize("command", ["detect", "embed"])

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from jinja2 import Environment, meta, nodes
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from edge_agent.config import load_settings
 from edge_agent.events.discovery import MATCH_EVENT_TYPE, discovery
@@ -107,6 +109,8 @@ def test_the_match_event_entity_reads_the_match_topic() -> None:
     assert match["availability_topic"] == TOPICS.status
     assert f'"event_type": "{MATCH_EVENT_TYPE}"' in match["value_template"]
     assert "| tojson" in match["value_template"]
+    for _, config in configs(MqttSettings(home_assistant=True)).values():
+        uses_only_jinja(config["value_template"])
     assert match["default_entity_id"] == "event.edge_agent_gate_1_match"
 
 
@@ -206,13 +210,33 @@ def test_example_config_gives_home_assistant_its_entities_and_one_event_per_matc
     assert attributes["false_match_rate"] == settings.embedder.target_fmr
 
 
+# homeassistant/helpers/template/__init__.py `TemplateEnvironment`: an `ImmutableSandboxedEnvironment` whose
+# undefined is a (logging) `jinja2.Undefined` unless strict, with the `loopcontrols` and `do` extensions; its
+# own extensions add Home Assistant's helpers, which the value templates here must not need (checked below).
+# homeassistant/components/mqtt/models.py `MqttValueTemplate` renders with `value` = the payload's text and
+# `value_json` = the payload parsed as JSON; mqtt/event.py then parses the rendered text as a JSON object and
+# takes its `event_type`, the other keys becoming the event's attributes.
+HOME_ASSISTANT_TEMPLATES = ImmutableSandboxedEnvironment(
+    extensions=["jinja2.ext.loopcontrols", "jinja2.ext.do"]
+)
+
+
+def uses_only_jinja(template: str) -> None:
+    """The template needs nothing of Home Assistant's own: its only variables are the two MQTT gives, and
+    every filter and test is one of jinja2's built-ins."""
+    tree = HOME_ASSISTANT_TEMPLATES.parse(template)
+    assert meta.find_undeclared_variables(tree) <= {"value", "value_json"}, template
+    builtin = Environment()
+    assert {f.name for f in tree.find_all(nodes.Filter)} <= set(builtin.filters), template
+    assert {t.name for t in tree.find_all(nodes.Test)} <= set(builtin.tests), template
+
+
 def home_assistant_attributes(template: str, event: dict[str, Any]) -> dict[str, Any]:
-    """What Home Assistant's event entity would get: each `"key": value_json.<path>` of the value
-    template resolved on the event (jinja2 is not a dependency here, so the paths are read out)."""
-    found: dict[str, Any] = {}
-    for key, literal, path in re.findall(r'"(\w+)": (?:"(\w+)"|value_json\.([\w.]+))', template):
-        value: Any = event
-        for part in path.split(".") if path else []:
-            value = value.get(part) if isinstance(value, dict) else None
-        found[key] = literal or value
-    return found
+    """What Home Assistant's event entity gets from the event's payload: the value template rendered as
+    Home Assistant renders it, then read as a JSON object."""
+    uses_only_jinja(template)
+    payload = json.dumps(event)
+    rendered = HOME_ASSISTANT_TEMPLATES.from_string(template).render(value=payload, value_json=event)
+    attributes = json.loads(rendered)
+    assert isinstance(attributes, dict), rendered
+    return attributes

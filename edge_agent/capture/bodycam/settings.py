@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, model_validator
 
 from edge_agent.section import Section
+from edge_agent.state_dir import default_data_path
 
 
 class BodycamSettings(Section):
@@ -16,8 +17,9 @@ class BodycamSettings(Section):
 
     folder: Path | None = Field(None, description="The docking folder to watch (searched recursively).")
     state_path: Path = Field(
-        Path("edge-agent-data/bodycam.db"),
-        description="Which clips were processed and how far (SQLite): a restart neither skips nor repeats.",
+        default_factory=lambda: default_data_path("bodycam.db"),
+        description="Which clips were processed and how far (SQLite): a restart neither skips nor repeats. "
+        "Default: bodycam.db in the state directory (edge_agent/state_dir.py), beside the watchlist.",
     )
     patterns: list[str] = Field(
         default_factory=lambda: ["*.mp4", "*.MP4", "*.mov", "*.MOV", "*.avi", "*.AVI", "*.mkv"],

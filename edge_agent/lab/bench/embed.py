@@ -7,7 +7,7 @@ The project's per-face alignment cost (5-point landmarks + chip) is timed on the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,19 @@ class EmbedResult:
     max_distance_to_dlib: float | None
 
 
+Timed = Callable[[], None]  # called after each timed round (the CLI's progress bar)
+
+
+def _no_report() -> None:
+    pass
+
+
+def timing_rounds(catalog: ModelCatalog, threads: Sequence[int], rounds: int) -> int:
+    """How many timed rounds `run_embedders`, `run_dlib` and `run_alignment` make together."""
+    embedders = sum(entry.embedder is not None for entry in catalog.manifest.files)
+    return (embedders * len(threads) + 2) * rounds
+
+
 def bench_photos(faces_dir: Path) -> list[Path]:
     photos = people_and_strangers(faces_dir)
     if not photos:
@@ -57,6 +70,7 @@ def run_embedders(
     reference: np.ndarray,
     threads: Sequence[int],
     rounds: int,
+    timed: Timed = _no_report,
 ) -> list[EmbedResult]:
     results = []
     for entry in catalog.manifest.files:
@@ -66,21 +80,23 @@ def run_embedders(
             embedder = FaceEmbedder.for_file(catalog, entry, RuntimeSettings(threads=count), target_fmr=None)
             ours = np.stack([embedder.embed(chip) for chip in chips])
             gap = float(np.linalg.norm(ours.astype(np.float64) - reference, axis=1).max())
-            ms = time_per_frame(embedder.embed, chips, rounds)
+            ms = time_per_frame(embedder.embed, chips, rounds, timed)
             results.append(EmbedResult(entry.id, count, ms, gap))
     return results
 
 
-def run_dlib(reference: DlibPipeline, chips: Sequence[RGBImage], rounds: int) -> EmbedResult:
+def run_dlib(
+    reference: DlibPipeline, chips: Sequence[RGBImage], rounds: int, timed: Timed = _no_report
+) -> EmbedResult:
     return EmbedResult(
         "dlib compute_face_descriptor (dlib-bin)",
         1,
-        time_per_frame(reference.describe_chip, chips, rounds),
+        time_per_frame(reference.describe_chip, chips, rounds, timed),
         0.0,
     )
 
 
-def run_alignment(photos: Sequence[Path], rounds: int) -> EmbedResult:
+def run_alignment(photos: Sequence[Path], rounds: int, timed: Timed = _no_report) -> EmbedResult:
     """The project's per-face cost before the network: 5-point landmarks and the dlib-style chip."""
     pipeline = FacePipeline.from_settings(load_settings(None, use_environment=False))
     faces: list[tuple[RGBImage, Face]] = []
@@ -89,7 +105,7 @@ def run_alignment(photos: Sequence[Path], rounds: int) -> EmbedResult:
         found = pipeline.detector.detect(image)
         if found:
             faces.append((image, pick_detection(found, image, "largest")))
-    ms = time_per_frame(lambda pair: pipeline.aligner.align(*pair), faces, rounds)
+    ms = time_per_frame(lambda pair: pipeline.aligner.align(*pair), faces, rounds, timed)
     return EmbedResult("alignment: 5-point landmarks + chip (numpy/OpenCV)", 1, ms, None)
 
 

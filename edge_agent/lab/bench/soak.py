@@ -39,9 +39,14 @@ PROGRESS_EVERY_S = 60.0
 ARRIVAL_WAIT_S = 5.0
 
 Progress = Callable[[str], None]
+Elapsed = Callable[[float], None]  # seconds of the run so far, at every RSS sample (the CLI's progress bar)
 
 
 def _quiet(_line: str) -> None:
+    pass
+
+
+def _not_watched(_elapsed_s: float) -> None:
     pass
 
 
@@ -120,7 +125,11 @@ def rss_growth(points: tuple[RssPoint, ...], warmup_s: float) -> Growth:
     return Growth(start, end, 100.0 * (end - start) / start, slope, len(after))
 
 
-def run_soak(base: Settings, options: SoakOptions, progress: Progress = _quiet) -> SoakResult:
+def run_soak(
+    base: Settings, options: SoakOptions, progress: Progress = _quiet, elapsed: Elapsed = _not_watched
+) -> SoakResult:
+    """The soak run; `progress` gets a line a minute, `elapsed` the time so far at every RSS sample (from
+    the sampler's own thread: no timer thread of the caller's)."""
     if options.minutes <= 0:
         raise EdgeAgentError(f"--minutes must be positive, got {options.minutes:g}")
     duration_s = options.minutes * 60.0
@@ -146,6 +155,7 @@ def run_soak(base: Settings, options: SoakOptions, progress: Progress = _quiet) 
         last_report = [started]
 
         def on_sample(sample: UsageSample) -> None:
+            elapsed(sample.at - started)
             if sample.at - last_report[0] >= PROGRESS_EVERY_S:
                 last_report[0] = sample.at
                 minutes = (sample.at - started) / 60.0
