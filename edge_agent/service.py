@@ -177,6 +177,9 @@ class Agent:
         self.notifier.stopping()
         runner.stop()
         self._flush_counters(pipeline, store, final=True)
+        # The last matches' audit rows are anchored too: the final (offline) status carries the head as
+        # it is now, not as it was at the last health period.
+        self.fleet.refresh_anchor(pipeline.watchlist, publisher)
         if publisher.connected:  # the final counters of this run
             publisher.publish_health(self.health(pipeline, store))
         if store.depth():
