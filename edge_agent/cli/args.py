@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edge_agent.config import Settings, load_settings
 from edge_agent.face_metric import face_metric
 from edge_agent.watchlist.store import Watchlist
+
+if TYPE_CHECKING:
+    from edge_agent.vision.embed import FaceEmbedder
 
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE = 0, 1, 2  # 2: usage and configuration errors
 
@@ -24,14 +27,18 @@ def settings_from(args: argparse.Namespace, **sections: dict[str, Any]) -> Setti
     return load_settings(args.config, True, **sections)
 
 
-def open_watchlist(settings: Settings) -> Watchlist:
+def open_watchlist(settings: Settings, embedder: FaceEmbedder | None = None) -> Watchlist:
     """The configured watchlist for the configured embedder's model, in its manifest metric; repairs are
-    printed on stderr. Only the manifest is read, no model is loaded."""
-    from edge_agent.vision.manifest import ModelCatalog
+    printed on stderr. Without an `embedder` already loaded, only the manifest is read for them."""
+    if embedder is not None:
+        dimensions, metric = embedder.spec.dimensions, embedder.metric
+    else:
+        from edge_agent.vision.manifest import ModelCatalog
 
-    catalog = ModelCatalog.load(settings.models_dir)
-    spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
-    watchlist = Watchlist.for_settings(settings, spec.dimensions, metric=face_metric(spec.metric))
+        catalog = ModelCatalog.load(settings.models_dir)
+        spec, _ = catalog.embedder(settings.embedder.model, settings.embedder.precision)
+        dimensions, metric = spec.dimensions, face_metric(spec.metric)
+    watchlist = Watchlist.for_settings(settings, dimensions, metric=metric)
     for notice in watchlist.notices:
         print(f"edge-agent: {notice}", file=sys.stderr)
     return watchlist

@@ -15,10 +15,10 @@ import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from edge_agent import agent_version
 from edge_agent.capture.media import quiet_decoders
 from edge_agent.quiet import show_native_logs
 
@@ -26,13 +26,6 @@ if TYPE_CHECKING:
     from tqdm import tqdm
 
 T = TypeVar("T")
-
-
-def package_version() -> str:
-    try:
-        return version("edge-agent")
-    except PackageNotFoundError:  # running from a source tree that was never installed
-        return "unknown"
 
 
 def _add_options(parser: argparse.ArgumentParser, top: bool) -> None:
@@ -53,7 +46,7 @@ def _add_options(parser: argparse.ArgumentParser, top: bool) -> None:
     option("-v", "--verbose", action="store_true", default=False, help="also the native libraries' logs")
     option("-q", "--quiet", action="store_true", default=False, help="no progress bars")
     if "--version" not in taken:
-        group.add_argument("--version", action="version", version=f"edge-agent {package_version()}")
+        group.add_argument("--version", action="version", version=f"edge-agent {agent_version()}")
 
 
 def add_global_options(parser: argparse.ArgumentParser, top: bool = True) -> None:

@@ -148,7 +148,7 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
             for problem in batch.problems:
                 print(f"  {problem}", file=sys.stderr)
         raise EdgeAgentError(batch.refusal(len(args.photos)))
-    with open_watchlist(settings) as watchlist:
+    with open_watchlist(settings, pipeline.embedder) as watchlist:
         enrolled = watchlist.enroll(subject, batch.templates)
     print(
         f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
@@ -219,7 +219,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         raise EdgeAgentError(f"{args.photo}: no face found")
     thresholds = pipeline.embedder.calibration.thresholds if pipeline.embedder.calibration else ()
     threshold = pipeline.embedder.threshold
-    with open_watchlist(settings) as watchlist:
+    with open_watchlist(settings, pipeline.embedder) as watchlist:
         for number, face in enumerate(faces, start=1):
             matches = watchlist.search(face.descriptor, args.k or settings.watchlist.search_k)
             box = [round(v) for v in face.face.box.as_list()]

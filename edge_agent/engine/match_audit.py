@@ -7,12 +7,11 @@ import functools
 import logging
 import sqlite3
 import time
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from edge_agent.events.held import HELD_MAX
+from edge_agent.events.held import HELD_MAX, Held
 from edge_agent.events.storage import WriteState, storage_fault
 from edge_agent.events.store import RETRY_S
 from edge_agent.watchlist.store import Watchlist
@@ -28,23 +27,20 @@ class MatchAudit:
     def __init__(self, watchlist: Callable[[], Watchlist], actor: str, held_max: int = HELD_MAX) -> None:
         self._watchlist = watchlist
         self.actor = actor
-        self.held_max = held_max
         self.faults = WriteState(
             f"watchlist {watchlist().path}",
             logging.getLogger("edge_agent").info,
             holding="match audit rows are held in memory meanwhile",
         )
-        self._held: deque[tuple[str, dict[str, Any]]] = deque()
+        self._held: Held[tuple[str, dict[str, Any]]] = Held(
+            self.faults, held_max, what="match audit row(s)", dropped="never written to the audit log"
+        )
         self._next_retry = 0.0
 
     def record(self, subject_id: str, details: dict[str, Any]) -> None:
-        self._held.append((subject_id, details))
-        if len(self._held) > self.held_max:
-            self._held.popleft()
-            self.faults.lost += 1
+        self._held.add((subject_id, details))
         if len(self._held) == 1:  # nothing held before it: write now
             self._write_held()
-        self.faults.held = len(self._held)
 
     def retry(self, force: bool = False) -> None:
         """Writes held rows, at most every `RETRY_S` (always with `force`); nothing to do when none."""
@@ -60,16 +56,15 @@ class MatchAudit:
 
     def _write_held(self) -> None:
         stored = 0
-        while self._held:
-            subject_id, details = self._held[0]
+        while (held := self._held.first()) is not None:
+            subject_id, details = held
             record = functools.partial(
                 Watchlist.record_match, subject_id=subject_id, actor=self.actor, details=details
             )
             if not self.guarded("match audit", record):
                 break
-            self._held.popleft()
+            self._held.stored(held)
             stored += 1
-        self.faults.held = len(self._held)
         if stored and not self._held:
             self.faults.recovered(self._folder(), stored)
 

@@ -1,27 +1,18 @@
-"""The small interfaces the live pipeline is wired from, so a stage can be swapped without touching it.
+"""The interface of the stage the live pipeline hands decided matches to, so it can be swapped.
 
-Each is what `LivePipeline` calls, nothing more: a detector finds faces in a frame, a sink keeps a decided
-match durable before anything is sent. The project's implementations are the vision package's
-`FaceDetector` and the events package's `EventStore`; the tracker, identity stage and vote are this
-package's own classes (`tracking`, `identity`, `vote`).
+It is what `LivePipeline` calls, nothing more: a sink keeps a decided match durable before anything is
+sent. The project's implementation is the events package's `EventStore`; the tracker, identity stage and
+vote are this package's own classes (`tracking`, `identity`, `vote`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
 from edge_agent.events.schema import MatchEvent
-from edge_agent.types import Face, RGBImage
-
-
-class Detector(Protocol):
-    """Faces in one picture: box, keypoints and score each."""
-
-    def detect(self, image: RGBImage, /) -> Sequence[Face]: ...
 
 
 class EventSink(Protocol):

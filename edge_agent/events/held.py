@@ -1,4 +1,5 @@
-"""Decided matches held in memory while the event store cannot be written (a storage fault).
+"""What is held in memory while storage cannot be written (a storage fault): decided matches for the
+event store, and (`edge_agent.engine.match_audit`) the watchlist's match audit rows.
 
 A held match is kept in decision order and committed by the store's `retry()` once writes land again. It
 is not sent meanwhile (only a committed row is published), so the privacy rule holds. At most `held_max`
@@ -12,10 +13,13 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from edge_agent.events.storage import WriteState
 
 HELD_MAX = 500  # decided matches kept in memory while the store cannot be written
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -30,54 +34,63 @@ class HeldMatch:
     decided_at: str
 
 
-class HeldMatches:
-    """The matches waiting to be stored, oldest first, bounded by `held_max`. Thread-safe; the counts
-    (`held`, `lost`) are kept on `faults`, which health reports."""
+class Held(Generic[T]):
+    """The items waiting to be written, oldest first, bounded by `held_max`. Thread-safe; the counts
+    (`held`, `lost`) are kept on `faults`, which health reports. `what` names the items in the log lines
+    (plural form), `dropped` says what became of one dropped."""
 
-    def __init__(self, faults: WriteState, held_max: int = HELD_MAX) -> None:
+    def __init__(
+        self,
+        faults: WriteState,
+        held_max: int = HELD_MAX,
+        *,
+        what: str = "decided match(es)",
+        dropped: str = "never stored, never sent",
+    ) -> None:
         self.faults = faults
         self.held_max = held_max
+        self.what = what
+        self.dropped = dropped
         self._lock = threading.Lock()
-        self._matches: deque[HeldMatch] = deque()
+        self._items: deque[T] = deque()
 
     def __len__(self) -> int:
         with self._lock:
-            return len(self._matches)
+            return len(self._items)
 
-    def add(self, match: HeldMatch) -> None:
-        """Holds `match` behind those held before, dropping the oldest past `held_max`."""
+    def add(self, item: T) -> None:
+        """Holds `item` behind those held before, dropping the oldest past `held_max`."""
         with self._lock:
-            self._matches.append(match)
-            overflow = len(self._matches) > self.held_max
+            self._items.append(item)
+            overflow = len(self._items) > self.held_max
             if overflow:
-                self._matches.popleft()
+                self._items.popleft()
                 self.faults.lost += 1
-            self.faults.held = len(self._matches)
+            self.faults.held = len(self._items)
             lost = self.faults.lost
         if overflow and (lost == 1 or lost % 100 == 0):
             self.faults.note(
-                f"{lost} decided match(es) lost so far: more than {self.held_max} held in memory "
-                "(the oldest held is dropped, never stored, never sent)"
+                f"{lost} {self.what} lost so far: more than {self.held_max} held in memory "
+                f"(the oldest held is dropped, {self.dropped})"
             )
 
-    def first(self) -> HeldMatch | None:
-        """The oldest held match (the next to store), or None."""
+    def first(self) -> T | None:
+        """The oldest held item (the next to write), or None."""
         with self._lock:
-            return self._matches[0] if self._matches else None
+            return self._items[0] if self._items else None
 
-    def stored(self, match: HeldMatch) -> None:
-        """`match` (the oldest, from `first()`) is stored now: it is held no longer."""
+    def stored(self, item: T) -> None:
+        """`item` (the oldest, from `first()`) is written now: it is held no longer."""
         with self._lock:
-            if self._matches and self._matches[0] is match:
-                self._matches.popleft()
-            self.faults.held = len(self._matches)
+            if self._items and self._items[0] is item:
+                self._items.popleft()
+            self.faults.held = len(self._items)
 
     def note_lost(self) -> None:
-        """At close: logs how many held matches are lost with the process."""
+        """At close: logs how many held items are lost with the process."""
         with self._lock:
-            count = len(self._matches)
+            count = len(self._items)
         if count:
             self.faults.note(
-                f"{count} decided match(es) could not be stored before this stop and are lost "
-                "(never stored, never sent)"
+                f"{count} {self.what} could not be stored before this stop and are lost ({self.dropped})"
             )

@@ -41,7 +41,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.events import counters, outbox, review
 from edge_agent.events.database import db_time, utc_now
 from edge_agent.events.guarded_db import GuardedDatabase
-from edge_agent.events.held import HELD_MAX, HeldMatch, HeldMatches
+from edge_agent.events.held import HELD_MAX, Held, HeldMatch
 from edge_agent.events.outbox import OutboxMessage
 from edge_agent.events.review import F32
 from edge_agent.events.schema import MatchEvent
@@ -85,7 +85,7 @@ class EventStore:
             path, clock=clock, survive_faults=survive_faults, log=log, on_set_aside=self._unmarked.clear
         )
         self.faults = self._db.faults
-        self._held = HeldMatches(self.faults, held_max)
+        self._held: Held[HeldMatch] = Held(self.faults, held_max)
         self._dropped = 0  # the last total read, for health while the store cannot be read
         self._next_retry = 0.0
 
