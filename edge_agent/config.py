@@ -107,18 +107,30 @@ def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settin
     return FileSettings
 
 
-def describe_validation_error(err: ValidationError) -> str:
-    """All problems of a validation error on one line, each naming its dotted field."""
-    parts = []
+def describe_validation_error(err: ValidationError, environ: Mapping[str, str] | None = None) -> str:
+    """All problems of a validation error on one line, each naming its dotted field (and the environment
+    variable it came from, where one of `environ` sets it). The alternatives of a field that takes one of
+    several forms (`tiles`: "auto" or two integers) are one problem."""
+    problems: dict[str, list[str]] = {}
+    shown_input: dict[str, str] = {}
     for problem in err.errors():
-        field = ".".join(str(p) for p in problem["loc"]) or "(top level)"
-        message = problem["msg"]
-        if problem["type"] == "extra_forbidden":
-            message = "unknown key"
+        loc = [str(p) for p in problem["loc"] if not _is_union_member(p)]
+        field = ".".join(loc) or "(top level)"
+        message = "unknown key" if problem["type"] == "extra_forbidden" else problem["msg"]
+        messages = problems.setdefault(field, [])
+        if message not in messages:
+            messages.append(message)
         given = problem.get("input")
-        shown = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
-        parts.append(f"{field}: {message}{shown}")
-    return "; ".join(parts)
+        shown_input[field] = "" if isinstance(given, dict) or given is None else f" (got {given!r})"
+        variable = ENV_PREFIX + "__".join(part.upper() for part in loc)
+        if environ is not None and variable in environ:
+            shown_input[field] = f" (from environment variable {variable}={environ[variable]!r})"
+    return "; ".join(f"{field}: {' or '.join(m)}{shown_input[field]}" for field, m in problems.items())
+
+
+def _is_union_member(part: object) -> bool:
+    """Whether a location part names one form of a union field (`literal['auto']`, `tuple[int, int]`)."""
+    return isinstance(part, str) and "[" in part
 
 
 def is_setting_variable(variable: str) -> bool:
@@ -162,7 +174,8 @@ def load_settings(path: Path | str | None = None, use_environment: bool = True, 
     try:
         return _settings_class_for(toml_path, use_environment)(**overrides)
     except ValidationError as exc:
-        raise ConfigError(f"invalid config{where}: {describe_validation_error(exc)}") from None
+        environ = os.environ if use_environment else None
+        raise ConfigError(f"invalid config{where}: {describe_validation_error(exc, environ)}") from None
     except SettingsError as exc:  # an environment value pydantic-settings could not even parse
         raise ConfigError(describe_settings_error(exc, os.environ)) from None
 

@@ -45,10 +45,16 @@ def faces_dir() -> Path:
 
 @dataclass(frozen=True)
 class DlibReferenceFace:
-    """dlib's own answer for one photo's largest face: its chip and its descriptor."""
+    """dlib's own answer for one photo's largest face: its chip, its descriptor, and the mean of its
+    descriptors of the chip and the mirrored chip (the project's `chip_and_mirror` views)."""
 
     chip: npt.NDArray[np.uint8]
     descriptor: npt.NDArray[np.float32]
+    chip_and_mirror: npt.NDArray[np.float32]
+
+    def under(self, views: str) -> npt.NDArray[np.float32]:
+        """The descriptor under a manifest `views` rule."""
+        return self.chip_and_mirror if views == "chip_and_mirror" else self.descriptor
 
 
 @pytest.fixture(scope="session")
@@ -62,7 +68,9 @@ def dlib_reference(faces_dir: Path) -> dict[Path, DlibReferenceFace]:
     for path in people_and_strangers(faces_dir):
         face = pipeline.face(read_image(path), "largest")
         assert face is not None, f"dlib found no face in {path}"
-        found[path] = DlibReferenceFace(face.chip, pipeline.describe_chip(face.chip))
+        found[path] = DlibReferenceFace(
+            face.chip, pipeline.describe_chip(face.chip), pipeline.describe_chip_and_mirror(face.chip)
+        )
     return found
 
 

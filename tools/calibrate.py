@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         lines = [
             f'[calibration."{entry.id}"]',
             f"dataset = {toml_value(_dataset_note(len(photos), int(found.sum()), len(genuine)))}",
-            f"pipeline = {toml_value(f'{pipeline.detector.model_id} + dlib 5-point landmarks + {entry.id}')}",
+            f"pipeline = {toml_value(_pipeline_name(pipeline.detector.model_id, entry.id, embedder))}",
             f"command = {toml_value(command)}",
             "thresholds = [",
         ]
@@ -125,6 +125,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         replace_block(args.models / "manifest.toml", "tools/calibrate.py", "\n\n".join(blocks))
         print("written to", args.models / "manifest.toml")
     return 0
+
+
+def _pipeline_name(detector_id: str, embedder_id: str, embedder: FaceEmbedder) -> str:
+    views = " (mean of chip and mirror)" if embedder.spec.views == "chip_and_mirror" else ""
+    return f"{detector_id} + dlib 5-point landmarks + {embedder_id}{views}"
 
 
 def round_up(value: float, digits: int) -> float:

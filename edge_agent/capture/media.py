@@ -44,6 +44,11 @@ VIDEO_SUFFIXES = frozenset(
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
 
 
+def is_still_image(source_id: str) -> bool:
+    """Whether a frame's source names a photo (by its suffix), not a video or a camera."""
+    return Path(source_id).suffix.lower() in IMAGE_SUFFIXES
+
+
 def expand_paths(paths: Iterable[Path]) -> list[Path]:
     """Files named directly, plus the media files (by suffix) found below any folder, sorted."""
     found: list[Path] = []

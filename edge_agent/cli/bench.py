@@ -147,7 +147,8 @@ def _cmd_bench_pipeline(args: argparse.Namespace) -> int:
             extra += ["--baseline-frames", str(args.baseline_frames)]
         if args.no_baseline:
             extra.append("--no-baseline")
-        write_report(result, args.output, _command("pipeline", args, extra), _broker_version(args))
+        clip = None if args.source is None else Path(args.source).name
+        write_report(result, args.output, _command("pipeline", args, extra), _broker_version(args), clip)
         print(f"written to {args.output}")
     return EXIT_OK
 

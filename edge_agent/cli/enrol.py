@@ -99,7 +99,7 @@ def _template(
     image = read_image(photo)
     if digest is None:  # readable now but not a moment ago: say so rather than guess a hash
         raise MediaError(f"{photo}: changed while it was read")
-    faces = pipeline.detector.detect(image)
+    faces = pipeline.detector.detect_photo(image)
     if not faces:
         raise MediaError(f"{photo}: no face found")
     if len(faces) > 1 and face != "largest":

@@ -46,12 +46,6 @@ def add_face_commands(commands: Any) -> None:
     compare.set_defaults(handler=_cmd_compare)
 
 
-def is_still_image(source_id: str) -> bool:
-    from edge_agent.capture.media import IMAGE_SUFFIXES
-
-    return Path(source_id).suffix.lower() in IMAGE_SUFFIXES
-
-
 @dataclass
 class Tally:
     frames: int = 0
@@ -67,7 +61,7 @@ def frames_of(args: argparse.Namespace, detector: FaceDetector, tally: Tally) ->
     """Every frame of `args.paths` (every `args.every`th of a video) with its faces, a progress bar over
     the files. An unreadable file, or a photo without a face (a photo given to `detect` or `embed` is
     expected to show one), is one line on stderr and counts as failed: the same in both commands."""
-    from edge_agent.capture.media import expand_paths
+    from edge_agent.capture.media import expand_paths, is_still_image
     from edge_agent.engine.offline import detect_in_files
 
     files = expand_paths(args.paths)

@@ -35,7 +35,11 @@ from edge_agent.redaction import redact
 from edge_agent.types import KEYPOINT_NAMES, Face, Frame
 
 if TYPE_CHECKING:
+    from edge_agent.config import Settings
     from edge_agent.lab.bench.detect import BenchResult
+    from edge_agent.lab.bench.detect_scene import SceneResult
+    from edge_agent.vision.faces import FacePipeline
+    from edge_agent.vision.manifest import ModelCatalog
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,6 +121,8 @@ def _add_bench_commands(commands: Any) -> None:
         bench_parser.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
         bench_parser.add_argument("--no-write", action="store_true", help="print only")
         bench_parser.set_defaults(handler=handler)
+        if name == "detect":
+            _add_scene_options(bench_parser)
 
     bench_watchlist = bench_commands.add_parser(
         "watchlist", help="watchlist search at scale: usearch f32/f16/i8 beside numpy exact search"
@@ -129,6 +135,20 @@ def _add_bench_commands(commands: Any) -> None:
     bench_watchlist.add_argument("--no-write", action="store_true", help="print only")
     bench_watchlist.set_defaults(handler=_cmd_bench_watchlist)
     add_live_bench_commands(bench_commands)
+
+
+def _add_scene_options(bench_detect: argparse.ArgumentParser) -> None:
+    bench_detect.add_argument(
+        "--scene",
+        type=Path,
+        action="append",
+        metavar="CLIP.mp4",
+        help="a labelled scene clip (CLIP.mp4.truth.csv beside it) to score recall on; repeatable "
+        "(default: video/scenes/crowd.mp4 under --faces, where it is)",
+    )
+    bench_detect.add_argument(
+        "--scene-every", type=positive_int, default=10, metavar="N", help="score every Nth frame of a scene"
+    )
 
 
 def _cmd_detect(args: argparse.Namespace) -> int:
@@ -205,6 +225,7 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
     from edge_agent.vision.manifest import ModelCatalog
 
     catalog = ModelCatalog.load(settings_from(args).models_dir)
+    _check_scenes(args.scene or [])  # before the minutes of the labelled photos
     data = bench.labelled_detection_set(args.faces)
     results = []
     for case in bench.default_cases(catalog, args.threads):
@@ -226,7 +247,54 @@ def _cmd_bench_detect(args: argparse.Namespace) -> int:
     if not args.no_write:
         write_section(args.output, "detect", body)
         print(f"written to {args.output}")
+    _bench_detect_scenes(args, catalog, command, versions)
     return EXIT_OK
+
+
+def _check_scenes(clips: Sequence[Path]) -> None:
+    from edge_agent.lab.bench.detect_scene import truth_boxes
+
+    for clip in clips:
+        if not clip.is_file():
+            raise EdgeAgentError(f"{clip}: no such scene clip")
+        truth_boxes(clip)
+
+
+def _bench_detect_scenes(
+    args: argparse.Namespace, catalog: ModelCatalog, command: str, versions: str
+) -> None:
+    from edge_agent.lab.bench import detect_scene as scenes
+    from edge_agent.lab.markdown import section_header, write_section
+
+    clips = args.scene or [c for c in [scenes.default_scene(args.faces)] if c is not None]
+    if not clips:
+        print(f"no scene clip at {args.faces / scenes.DEFAULT_SCENE}: no scene recall this run")
+        return
+    tables = []
+    for clip in clips:
+        scene = scenes.load_scene(clip, args.scene_every)
+        print(f"{clip}: {len(scene.frames)} frames scored, {scene.faces} labelled faces", flush=True)
+        report = scenes.run_scene(scene, catalog, args.threads[0], _print_scene_line)
+        tables.append(scenes.format_scene_table(report))
+        print(tables[-1], flush=True)
+    options = [f"--scene {clip}" for clip in args.scene or []]
+    if args.scene_every != scenes.SCENE_EVERY:
+        options.append(f"--scene-every {args.scene_every}")
+    scene_command = " ".join([command, *options])
+    body = "\n".join(section_header("Face detection on scene clips", scene_command, versions))
+    body += "\n\n".join(tables)
+    if not args.no_write:
+        write_section(args.output, "detect-scene", body)
+        print(f"written to {args.output}")
+
+
+def _print_scene_line(result: SceneResult) -> None:
+    windows = "" if result.windows_per_frame is None else f"  {result.windows_per_frame:5.2f} windows/frame"
+    print(
+        f"{result.name:40s} {result.ms_per_frame:8.2f} ms/frame  recall {result.counts.recall:.3f}  "
+        f"precision {result.counts.precision:.3f}{windows}",
+        flush=True,
+    )
 
 
 def _cmd_bench_embed(args: argparse.Namespace) -> int:
@@ -314,13 +382,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"  {result.clip.name}: {result.frames} frames, {result.tracks} tracks; {where}; "
         f"threshold {point.threshold:.3f} at false-match rate {point.target_fmr:g}, "
-        f"{settings.decision.k} of {settings.decision.n} embeddings must agree"
+        f"{settings.decision.k} of {settings.decision.n} looks must agree{_single_look(settings, pipeline)}"
     )
     names = dict(result.enrolled)
     for event in result.events:
         print(
             f"  match event: {names.get(str(event['subject_id']), event['subject_id'])} on track "
-            f"{event['track_id']}, distance {event['distance']} < {event['threshold']}, "
+            f"{event['track_id']}, distance {event['distance']} < {event['threshold']} "
+            f"(false-match rate {_stated_rate(event)}), "
             f"{event['frames_agreeing']} of {event['frames_seen']} agreeing, event {event['event_id']}"
         )
     matched = {str(event["subject_id"]) for event in result.events}
@@ -343,6 +412,21 @@ def _default_faces_dir() -> Path:
 
 def _int_list(text: str) -> list[int]:
     return [positive_int(part) for part in text.split(",") if part.strip()]
+
+
+def _stated_rate(event: dict[str, Any]) -> str:
+    """The false-match rate a match event states (the calibration point its deciding looks passed)."""
+    rate = event.get("false_match_rate")
+    return f"{rate['target']:g}" if isinstance(rate, dict) else "?"
+
+
+def _single_look(settings: Settings, pipeline: FacePipeline) -> str:
+    """ ", or one look under T (rate R)" when a single strong look may decide (engine.vote)."""
+    single_fmr, calibration = settings.decision.single_look_fmr, pipeline.embedder.calibration
+    target = pipeline.embedder.operating_point.target_fmr
+    if single_fmr is None or calibration is None or single_fmr >= target:
+        return ""
+    return f", or one look under {calibration.for_target(single_fmr).threshold:.3f} (rate {single_fmr:g})"
 
 
 def _tiles(text: str) -> tuple[int, int]:

@@ -11,15 +11,16 @@ from edge_agent.vision.quality import REASONS, Rejection
 class RunCounters:
     """Aggregate counts for health and transparency reports; nothing per person.
 
-    `rejected_<reason>`: faces of unsettled tracks that a live quality gate turned away, once per face
-    and frame, under the first gate it failed (`edge_agent.vision.quality.REASONS` order), so the five
-    add up to the faces refused."""
+    `rejected_<reason>`: tracked faces that a live quality gate turned away, once per face and frame,
+    under the first gate it failed (`edge_agent.vision.quality.REASONS` order), so the five add up to the
+    faces refused. `splits`: tracks whose face turned out to be another person's (`engine.identity`)."""
 
     frames: int = 0
     faces_seen: int = 0
     tracks: int = 0
     embeddings: int = 0
     matches: int = 0
+    splits: int = 0
     rejected_size: int = 0
     rejected_truncated: int = 0
     rejected_pose: int = 0

@@ -22,18 +22,22 @@ import numpy as np
 from edge_agent import agent_version
 from edge_agent.capture.runner import Captured
 from edge_agent.config import Settings
+from edge_agent.engine import stages
 from edge_agent.engine.clock import StageClock
 from edge_agent.engine.counters import RunCounters
-from edge_agent.engine.identity import EmbeddingSchedule, IdentityStage, Shot
+from edge_agent.engine.detection import DetectionSchedule
+from edge_agent.engine.identity import IdentityStage, LookSchedule, Shot
 from edge_agent.engine.match_audit import MatchAudit
 from edge_agent.engine.match_event import EventFactory
 from edge_agent.engine.stages import EventSink
 from edge_agent.engine.tracking import Tracker
 from edge_agent.engine.vote import TemporalVote
+from edge_agent.errors import ModelError
 from edge_agent.events.schema import MatchEvent, StorageHealth
-from edge_agent.types import Candidate, Frame
+from edge_agent.types import Box, Candidate, Frame
 from edge_agent.vision.embed import Descriptor
 from edge_agent.vision.faces import FacePipeline
+from edge_agent.vision.manifest import FmrThreshold
 from edge_agent.watchlist.store import Watchlist
 
 logger = logging.getLogger("edge_agent")
@@ -125,7 +129,7 @@ class LivePipeline:
     def set_target_fmr(self, target: float) -> float:
         """A calibrated target false-match rate for the embedder and the vote; returns the new threshold."""
         threshold = self.faces.embedder.use_target(target).threshold
-        self.vote.set_threshold(threshold)
+        self.vote.set_points(*self._decision_points())
         return threshold
 
     def status(self) -> dict[str, Any]:
@@ -181,7 +185,8 @@ class LivePipeline:
         frame = captured.frame
         self._follow_timeline(frame)
         with self.clock.time("detect"):
-            faces = self.faces.detector.detect(frame.image)
+            windows = self.detection.windows(frame.width, frame.height, self._unsettled_boxes())
+            faces = self.faces.detector.detect_in(frame.image, windows)
         with self.clock.time("track"):
             started = self.tracker.started
             tracked = self.tracker.update(faces, frame.captured_at)
@@ -195,11 +200,18 @@ class LivePipeline:
         if tracked and not self.matcher.empty:
             for shot in self.identity.shots(frame, tracked, self.clock):
                 self.counters.embeddings += 1
-                event = self._decide(shot, captured)
+                event = self._decide(shot, captured) if shot.votes else None
                 if event is not None:
                     events.append(event)
         self.clock.frame_done()
         return events
+
+    def _unsettled_boxes(self) -> list[Box]:
+        """Where the tracks still being identified were last seen (none while the watchlist is empty:
+        nobody is looked at then)."""
+        if self.matcher.empty:
+            return []
+        return [box for track_id, box in self.tracker.boxes().items() if not self.identity.settled(track_id)]
 
     def _follow_timeline(self, frame: Frame) -> None:
         """Tracks and votes belong to one recording with forward-running time. A new clip (docked
@@ -212,13 +224,36 @@ class LivePipeline:
             self._start_tracks()
 
     def _start_tracks(self) -> None:
-        """A fresh tracker and vote (at the embedder's current threshold), and the stage that uses them."""
-        self.tracker = Tracker(self.settings.tracking)
-        self.schedule = EmbeddingSchedule(self.settings.tracking)
-        self.vote: TemporalVote[Shot] = TemporalVote(self.settings.decision, self.faces.embedder.threshold)
+        """A fresh tracker and vote (at the embedder's current operating point), and the stages that use
+        them."""
+        calibration = self.faces.embedder.calibration
+        if calibration is None:
+            raise ModelError(f"{self.faces.embedder.model.file} was loaded without its calibration")
+        self.detection = DetectionSchedule(self.settings.detector, self.faces.detector.plan)
+        self.tracker: stages.Tracker = Tracker(self.settings.tracking)
+        self.schedule = LookSchedule(self.settings.tracking)
+        self.vote: stages.DecisionStage[Shot] = TemporalVote(self.settings.decision, *self._decision_points())
+        split_distance = calibration.for_target(self.settings.tracking.split_fmr).threshold
         self.identity = IdentityStage(
-            self.faces, self.schedule, self.vote, self.settings.quality, self.counters
+            self.faces,
+            self.schedule,
+            self.tracker,
+            self.vote,
+            self.settings.quality,
+            split_distance,
+            self.settings.decision.n,
+            self.counters,
         )
+
+    def _decision_points(self) -> tuple[FmrThreshold, FmrThreshold | None]:
+        """The embedder's operating point, and the stricter one a single look may decide at."""
+        embedder = self.faces.embedder
+        single_fmr = self.settings.decision.single_look_fmr
+        calibration = embedder.calibration
+        single = None
+        if single_fmr is not None and calibration is not None:
+            single = calibration.for_target(single_fmr)
+        return embedder.operating_point, single
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):

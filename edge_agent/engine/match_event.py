@@ -45,7 +45,7 @@ class EventFactory:
     def event(self, decision: Decision[Shot]) -> MatchEvent:
         shot = decision.best_item
         embedder = self.faces.embedder
-        point = embedder.operating_point
+        point = decision.point  # the calibrated threshold the deciding looks passed (engine.vote)
         calibrated_on = embedder.calibration.dataset if embedder.calibration is not None else "unknown"
         quality = shot.described.quality.as_dict()
         return MatchEvent(

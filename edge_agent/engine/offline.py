@@ -1,7 +1,8 @@
 """Detection over files: images, folders and videos, one result per frame, errors as values.
 
 A bad file yields a `MediaError` item instead of stopping the run, so a folder with one corrupt
-picture is still processed and the caller decides how to report it.
+picture is still processed and the caller decides how to report it. A video's frames are searched as a
+camera's are (every window of the detector's plan), a photo whole (`FaceDetector.detect_photo`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from edge_agent.capture.media import expand_paths, read_frames
+from edge_agent.capture.media import expand_paths, is_still_image, read_frames
 from edge_agent.errors import MediaError
 from edge_agent.types import Face, Frame
 from edge_agent.vision.detect import FaceDetector
@@ -29,6 +30,8 @@ def detect_in_files(
     for path in expand_paths(paths):
         try:
             for frame in read_frames(path, every):
-                yield FrameFaces(frame, detector.detect(frame.image))
+                still = is_still_image(frame.source_id)
+                found = detector.detect_photo(frame.image) if still else detector.detect(frame.image)
+                yield FrameFaces(frame, found)
         except MediaError as exc:
             yield exc

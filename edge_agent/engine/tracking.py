@@ -64,6 +64,19 @@ class Tracker:
         """Ids of the tracks that ended in the last `update`, so their votes can be forgotten."""
         return list(self._ended)
 
+    def boxes(self) -> dict[int, Box]:
+        """Where each live track was last seen, by track id."""
+        return {track_id: track.box for track_id, track in self._tracks.items()}
+
+    def split(self, track_id: int) -> int:
+        """The live track `track_id` shows somebody else now: it goes on, from where it is, under a new id
+        (returned), and the old id is not used again. The caller forgets what it kept under the old id."""
+        track = self._tracks.pop(track_id)
+        track.track_id, track.hits = self._next_id, 1
+        self._next_id += 1
+        self._tracks[track.track_id] = track
+        return track.track_id
+
     def update(self, faces: Sequence[Face], at: datetime) -> list[TrackedFace]:
         """Give each face of the frame taken `at` a track; one `TrackedFace` per tracked face, in input order.
 

@@ -1,8 +1,18 @@
-"""The decision stage: a watchlist match is reported only when several embeddings of one track agree.
+"""The decision stage: a watchlist match is reported when a track's looks are strong enough evidence.
 
-One embedding under the threshold is not enough: a blurred or half-turned shot of a stranger can land close
-to somebody on the list. The vote asks for k of a track's last n embeddings to name the same subject under
-the calibrated threshold, and then reports that (track, subject) once.
+One look under the threshold is not enough: a blurred or half-turned shot of a stranger can land close to
+somebody on the list. So a look counts by its strength:
+
+- **k of n**: k of the track's last n looks name the same subject under the threshold calibrated for the
+  target false-match rate. The event states that rate (the per-comparison rate of the threshold every
+  agreeing look passed; not raised to the k-th power, because looks of one face are not independent).
+- **one strong look**: a single look under the threshold calibrated for the stricter `single_look_fmr`
+  (at least ten times stricter than the target: 1e-5 beside the default 1e-4) decides at once. The event
+  states that stricter rate and its threshold, which is what the look was compared with.
+
+Either way the event's `threshold` and `false_match_rate` are the calibration point the deciding
+evidence passed (models/manifest.toml, measured on lfw-devtrain), so the rate stated stays true. A
+(track, subject) is reported once.
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from typing import Generic, TypeVar
 
 from edge_agent.engine.settings import DecisionSettings
 from edge_agent.types import Candidate
+from edge_agent.vision.manifest import FmrThreshold
 
 T = TypeVar("T")
 
@@ -32,6 +43,7 @@ class Decision(Generic[T]):
     frames_seen: int  # embeddings in the window (<= n)
     best: Candidate  # the agreeing candidate with the smallest distance
     best_item: T  # what the caller attached to that candidate (the described face)
+    point: FmrThreshold  # the calibrated threshold the deciding looks passed (target or single look)
     agreeing_items: tuple[T, ...] = ()  # what the caller attached to every agreeing candidate, oldest first
 
 
@@ -43,9 +55,11 @@ class TemporalVote(Generic[T]):
     tracks only the time of each subject's last decision is kept, for the cooldown.
     """
 
-    def __init__(self, settings: DecisionSettings, threshold: float) -> None:
+    def __init__(
+        self, settings: DecisionSettings, point: FmrThreshold, single_look: FmrThreshold | None = None
+    ) -> None:
         self.settings = settings
-        self.threshold = _checked(threshold)
+        self.set_points(point, single_look)
         self._windows: dict[int, deque[tuple[Candidate, T]]] = {}
         self._decided: dict[int, set[str]] = {}  # track id → subjects decided in it (event or cooled down)
         self._last_event: dict[str, datetime] = {}  # subject → frame time of its last decision
@@ -66,7 +80,10 @@ class TemporalVote(Generic[T]):
         if subject in decided:
             return None
         agreeing = [(c, i) for c, i in window if self._agrees(c, subject)]
-        if len(agreeing) < self.settings.k:
+        point = self.point
+        if self.single_look is not None and candidate.distance < self.single_look.threshold:
+            point, agreeing = self.single_look, [(candidate, item)]
+        elif len(agreeing) < self.settings.k:
             return None
         decided.add(subject)
         last = self._last_event.get(subject)
@@ -85,12 +102,14 @@ class TemporalVote(Generic[T]):
             frames_seen=len(window),
             best=best,
             best_item=best_item,
+            point=point,
             agreeing_items=tuple(item for _, item in agreeing),
         )
 
     def settled(self, track_id: int) -> bool:
-        """Whether the track has reached a decision (reported, or silenced by the cooldown)."""
-        return bool(self._decided.get(track_id))
+        """Whether the track has reached a decision (reported, or silenced by the cooldown), or has had n
+        looks without one (`looked_enough`)."""
+        return bool(self._decided.get(track_id)) or self.looked_enough(track_id)
 
     def forget(self, track_ids: Iterable[int]) -> None:
         """Drop everything kept for these (ended) tracks."""
@@ -98,9 +117,19 @@ class TemporalVote(Generic[T]):
             self._windows.pop(track_id, None)
             self._decided.pop(track_id, None)
 
-    def set_threshold(self, threshold: float) -> None:
-        """Use a new distance threshold from the next `add` on (e.g. after a config reload)."""
-        self.threshold = _checked(threshold)
+    def set_points(self, point: FmrThreshold, single_look: FmrThreshold | None = None) -> None:
+        """Use these calibrated points from the next `add` on (e.g. after a fleet `set_fmr`). A single-look
+        point that is not stricter than `point` is not used."""
+        self.threshold = _checked(point.threshold)
+        self.point = point
+        strict_enough = single_look is not None and single_look.threshold < point.threshold
+        self.single_look = single_look if strict_enough else None
+
+    def looked_enough(self, track_id: int) -> bool:
+        """Whether the track's window is full without a decision: nobody on the list, as far as n looks
+        can tell (it is then re-checked at the slower rate, like a decided track)."""
+        window = self._windows.get(track_id)
+        return window is not None and len(window) >= self.settings.n
 
     @property
     def tracks(self) -> int:

@@ -17,7 +17,8 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.sqlite_schema import migrate, statements
 
 # The pipeline's aggregate counters (edge_agent.events.schema.Counters); their rows exist from the start
-# (v1's five from v1, the quality gates' from v3), so counting never adds a row to `counters`.
+# (v1's five from v1, the quality gates' from v3, track splits from v4), so counting never adds a row to
+# `counters`.
 KNOWN_COUNTERS = (
     "frames",
     "faces_seen",
@@ -29,6 +30,7 @@ KNOWN_COUNTERS = (
     "rejected_pose",
     "rejected_blur",
     "rejected_brightness",
+    "splits",
 )
 
 _V1 = (
@@ -85,8 +87,9 @@ def create_v1(conn: sqlite3.Connection) -> None:
     conn.executemany("INSERT INTO counters (name, value) VALUES (?, 0)", [(n,) for n in KNOWN_COUNTERS[:5]])
 
 
-def _counter_rows_v3(conn: sqlite3.Connection) -> None:
-    """v3: the rows of every known counter (the quality gates' rejections), so counting adds none."""
+def _counter_rows(conn: sqlite3.Connection) -> None:
+    """v3 (the quality gates' rejections), v4 (track splits): the rows of every known counter, so counting
+    adds none."""
     conn.executemany(
         "INSERT INTO counters (name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
         [(n,) for n in KNOWN_COUNTERS],
@@ -100,7 +103,7 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA secure_delete = ON")  # a purged embedding is overwritten, not just freed
-        migrate(conn, path, "event store", (create_v1, statements(*_V2), _counter_rows_v3))
+        migrate(conn, path, "event store", (create_v1, statements(*_V2), _counter_rows, _counter_rows))
     except BaseException:
         conn.close()
         raise

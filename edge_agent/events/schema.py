@@ -159,6 +159,9 @@ class Counters(Payload):
     tracks: int = Field(ge=0)
     embeddings: int = Field(ge=0)
     matches: int = Field(ge=0)
+    splits: int = Field(
+        0, ge=0, description="Tracks split because the face under them turned out to be another person's."
+    )
     rejected_size: int = Field(
         0, ge=0, description="Faces refused by the live gate: box narrower than min_face_px."
     )

@@ -51,7 +51,13 @@ def source_fingerprint(*modules: str) -> str:
 
 def pipeline_fingerprint(pipeline: FacePipeline) -> str:
     """Changes with any model file, detector setting or vision code that shapes the pipeline's output."""
-    parts = [pipeline.detector.model.sha256, pipeline.embedder.model.sha256, pipeline.aligner.fingerprint]
+    embedder = pipeline.embedder
+    parts = [
+        pipeline.detector.model.sha256,
+        embedder.model.sha256,
+        embedder.spec.views,
+        pipeline.aligner.fingerprint,
+    ]
     code = source_fingerprint(*VISION_MODULES)
     return "|".join([*parts, pipeline.detector.settings.model_dump_json(), code])
 

@@ -5,7 +5,7 @@ One `FaceDetector` per thread: a TFLite interpreter is not safe to share between
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,9 +15,9 @@ import numpy.typing as npt
 from edge_agent.errors import ModelError
 from edge_agent.types import Box, Face, RGBImage
 from edge_agent.vision.anchors import decode_boxes, generate_anchors, sigmoid_scores
-from edge_agent.vision.letterbox import Letterbox, plan_windows
+from edge_agent.vision.letterbox import Letterbox, plan_grid, plan_windows
 from edge_agent.vision.manifest import DetectorSpec, ModelCatalog, ModelFile
-from edge_agent.vision.nms import weighted_nms
+from edge_agent.vision.nms import best_of_overlapping, weighted_nms
 from edge_agent.vision.runtime import (
     Interpreter,
     dequantize_output,
@@ -41,6 +41,9 @@ class RawDetections:
     boxes: FloatArray
     keypoints: FloatArray
     scores: FloatArray
+
+    def as_tuple(self) -> tuple[FloatArray, FloatArray, FloatArray]:
+        return self.boxes, self.keypoints, self.scores
 
 
 class FaceDetector:
@@ -96,25 +99,59 @@ class FaceDetector:
             )
         return inputs[0], regressors, classifiers
 
+    def plan(self, width: int, height: int) -> list[tuple[int, int, int, int]]:
+        """The windows (x0, y0, x1, y1) that together find every face of a `width` x `height` frame: the
+        whole frame or ROI first, then tiles (`detector.tiles`: planned from `min_face_px`, or given)."""
+        s = self.settings
+        if s.tiles == "auto":
+            return plan_grid(width, height, s.min_face_px, self.spec.input_size, s.roi)
+        return plan_windows(width, height, s.tiles, s.tile_overlap, s.roi, s.full_frame)
+
     def detect(self, image: RGBImage) -> list[Face]:
-        """Faces in `image` (H, W, 3 uint8 RGB), best score first, boxes in its pixels."""
-        if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ValueError(
-                f"detect needs an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
-            )
+        """Faces in `image` (H, W, 3 uint8 RGB), best score first, boxes in its pixels: every planned
+        window is searched."""
+        _check_image(image)
+        return self.detect_in(image, self.plan(image.shape[1], image.shape[0]))
+
+    def detect_photo(self, image: RGBImage) -> list[Face]:
+        """Faces in a photo (enrolment, compare, embed): the whole picture (or ROI) in one window, no tiles.
+
+        A photo's resolution says nothing of its faces' size, unlike a camera's: planned tiles on a
+        high-resolution portrait found false faces in the background (2 of the 26 shared portraits and
+        group photos gained one or three), and the thresholds are calibrated on whole photos."""
+        _check_image(image)
+        return self.detect_in(image, self.plan(image.shape[1], image.shape[0])[:1])
+
+    def detect_in(self, image: RGBImage, windows: Sequence[tuple[int, int, int, int]]) -> list[Face]:
+        """Faces found in the given windows of `image` (from `plan`, or a subset of it), best score first:
+        with the planned tiles, weighted NMS within each window (as MediaPipe does), the best of
+        overlapping detections across windows (`edge_agent.vision.nms`), and no face cut by a tile edge
+        (`_whole_in`); with one window or hand-given tiles, weighted NMS over all of them."""
+        _check_image(image)
         height, width = image.shape[:2]
         s = self.settings
-        windows = plan_windows(width, height, s.tiles, s.tile_overlap, s.roi, s.full_frame)
-        parts = [self._detect_window(image, window) for window in windows]
-        boxes = np.concatenate([p.boxes for p in parts])
-        keypoints = np.concatenate([p.keypoints for p in parts])
-        scores = np.concatenate([p.scores for p in parts])
-        boxes, keypoints, scores = weighted_nms(boxes, keypoints, scores, s.nms_iou)
+        raw = [self._detect_window(image, window) for window in windows]
+        if not raw:
+            return []
+        if s.tiles == "auto" and len(raw) > 1:
+            # The plan's overlap keeps every face whole in some window: drop faces cut by a window's
+            # edge, merge within each window, then keep the best of detections overlapping across
+            # windows (two scales give two complete answers; their mean can be neither).
+            merged = [
+                RawDetections(*weighted_nms(*_whole_in(found, window, width, height).as_tuple(), s.nms_iou))
+                for found, window in zip(raw, windows, strict=True)
+            ]
+            boxes, keypoints, scores = best_of_overlapping(*_concatenated(merged).as_tuple(), s.nms_iou)
+        else:
+            # one window, or tiles given by hand (their overlap may cut a face in every tile): weighted
+            # NMS over all windows' detections, which merges a cut face's parts with the whole one
+            boxes, keypoints, scores = weighted_nms(*_concatenated(raw).as_tuple(), s.nms_iou)
+        narrowest = s.min_face_px / 2.0
         faces = []
         for box, points, score in zip(boxes, keypoints, scores, strict=True):
             x0, y0 = max(0.0, float(box[0])), max(0.0, float(box[1]))
             x1, y1 = min(float(width), float(box[2])), min(float(height), float(box[3]))
-            if x1 - x0 < s.min_face_px or y1 <= y0:
+            if x1 - x0 < narrowest or y1 <= y0:
                 continue
             faces.append(Face(Box(x0, y0, x1, y1), points.astype(np.float32), float(score)))
         return faces
@@ -142,3 +179,44 @@ class FaceDetector:
             self._interpreter.get_tensor(int(self._classifiers["index"])), self._classifiers
         )
         return regressors[0], logits[0, :, 0]
+
+
+def _concatenated(parts: Sequence[RawDetections]) -> RawDetections:
+    return RawDetections(
+        np.concatenate([p.boxes for p in parts]),
+        np.concatenate([p.keypoints for p in parts]),
+        np.concatenate([p.scores for p in parts]),
+    )
+
+
+CUT_MARGIN_PX = 2.0
+"""A detection reaching this near a window edge inside the frame is a face cut by the window."""
+
+
+def _whole_in(
+    found: RawDetections, window: tuple[int, int, int, int], width: int, height: int
+) -> RawDetections:
+    """The detections of `window` that are not cut by one of its edges inside the frame.
+
+    A face cut by a tile's edge gives a partial box there; it lies whole in a neighbouring tile or in
+    the whole-frame pass (the plan's overlap is made for it), and averaged by weighted NMS into the whole
+    face's detection it would pull that detection's box and keypoints off the face."""
+    x0, y0, x1, y1 = window
+    boxes = found.boxes
+    keep = np.ones(len(boxes), dtype=bool)
+    if x0 > 0:
+        keep &= boxes[:, 0] > x0 + CUT_MARGIN_PX
+    if y0 > 0:
+        keep &= boxes[:, 1] > y0 + CUT_MARGIN_PX
+    if x1 < width:
+        keep &= boxes[:, 2] < x1 - CUT_MARGIN_PX
+    if y1 < height:
+        keep &= boxes[:, 3] < y1 - CUT_MARGIN_PX
+    return RawDetections(boxes[keep], found.keypoints[keep], found.scores[keep])
+
+
+def _check_image(image: RGBImage) -> None:
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(
+            f"detect needs an (H, W, 3) uint8 RGB image, got shape {image.shape} dtype {image.dtype}"
+        )

@@ -97,6 +97,18 @@ class FaceEmbedder:
         return self.operating_point.threshold
 
     def embed(self, chip: npt.NDArray[np.uint8]) -> Descriptor:
+        """The descriptor of a face chip as the manifest's `views` defines it, which is what the thresholds
+        are calibrated for: the network's output for the chip, or (`chip_and_mirror`) the mean of its
+        outputs for the chip and for the chip mirrored left to right."""
+        descriptor = self.network(chip)
+        if self.spec.views == "chip_and_mirror":
+            mirrored = self.network(np.ascontiguousarray(chip[:, ::-1]))
+            descriptor = ((descriptor + mirrored) / np.float32(2.0)).astype(np.float32)
+        return descriptor
+
+    def network(self, chip: npt.NDArray[np.uint8]) -> Descriptor:
+        """The network's output for one chip: dlib's `compute_face_descriptor` of that chip (what the parity
+        tests compare with dlib)."""
         size = self.spec.input_size
         if chip.shape != (size, size, 3) or chip.dtype != np.uint8:
             raise EdgeAgentError(

@@ -125,11 +125,11 @@ class FacePipeline:
         return DescribedFace(face, landmarks, chip, assess(face, chip), self.embedder.embed(chip))
 
     def describe_all(self, image: RGBImage) -> list[DescribedFace]:
-        return [self.describe_face(image, face) for face in self.detector.detect(image)]
+        return [self.describe_face(image, face) for face in self.detector.detect_photo(image)]
 
     def describe_one(self, image: RGBImage, pick: Pick = "largest") -> tuple[DescribedFace | None, int]:
         """The chosen face (largest, or nearest the centre) and how many faces were found."""
-        faces = self.detector.detect(image)
+        faces = self.detector.detect_photo(image)
         if not faces:
             return None, 0
         return self.describe_face(image, pick_detection(faces, image, pick)), len(faces)

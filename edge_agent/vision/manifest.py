@@ -68,6 +68,11 @@ class EmbedderSpec(_Strict):
     input: Literal["rgb_0_255"] = Field(description="What the model's input tensor holds.")
     dimensions: int = Field(gt=0)
     metric: MetricName  # how descriptors are compared: edge_agent.face_metric
+    views: Literal["chip", "chip_and_mirror"] = Field(
+        "chip",
+        description="What a descriptor is: the network's output for the chip, or the mean of its outputs for "
+        "the chip and its mirror image (the calibration is made for the one named here).",
+    )
     default_precision: Precision = "float32"
     licence: str
     description: str = ""

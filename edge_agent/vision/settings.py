@@ -36,21 +36,37 @@ class DetectorSettings(Section):
     )
     min_score: float = Field(0.5, gt=0.0, lt=1.0, description="Minimum detection score.")
     min_face_px: int = Field(
-        16, ge=1, le=4096, description="Drop faces whose box is narrower than this (pixels)."
+        40,
+        ge=8,
+        le=4096,
+        description='The narrowest face to find anywhere in the frame (pixels). With tiles = "auto" the '
+        "detection windows are planned from it and the frame size; detections narrower than half of it are "
+        "dropped.",
     )
     nms_iou: float = Field(
         0.3, gt=0.0, lt=1.0, description="IoU above which detections merge (weighted NMS)."
     )
-    tiles: tuple[int, int] = Field(
-        (1, 1),
-        description="Columns, rows: split the frame (or ROI) into overlapping tiles and "
-        "detect in each, for small distant faces in wide frames.",
+    tiles: Literal["auto"] | tuple[int, int] = Field(
+        "auto",
+        description='"auto": the whole frame, plus overlapping tiles sized so a min_face_px face fills '
+        "16 model pixels (docs/detection.md). Or columns, rows: the frame (or ROI) split into that many "
+        "overlapping tiles.",
     )
     tile_overlap: float = Field(
-        0.25, ge=0.0, lt=0.9, description="Fraction of a tile shared with its neighbour."
+        0.25,
+        ge=0.0,
+        lt=0.9,
+        description="With explicit tiles: the fraction of a tile shared with its neighbour.",
     )
     full_frame: bool = Field(
-        True, description="With tiles, also run once on the whole frame/ROI (catches big faces)."
+        True, description="With explicit tiles, also run once on the whole frame/ROI (catches big faces)."
+    )
+    sweep_frames: int = Field(
+        3,
+        ge=1,
+        le=30,
+        description="Live agent: every tile is searched at least once in this many frames; the whole frame, "
+        "and the tiles holding a face not yet identified, every frame. 1 searches every tile every frame.",
     )
     roi: tuple[float, float, float, float] | None = Field(
         None,
@@ -60,9 +76,10 @@ class DetectorSettings(Section):
 
     @model_validator(mode="after")
     def _check_geometry(self) -> DetectorSettings:
-        cols, rows = self.tiles
-        if not (1 <= cols <= 8 and 1 <= rows <= 8):
-            raise ValueError(f"tiles must be two integers in 1..8, got {list(self.tiles)}")
+        if self.tiles != "auto":
+            cols, rows = self.tiles
+            if not (1 <= cols <= 8 and 1 <= rows <= 8):
+                raise ValueError(f'tiles must be "auto" or two integers in 1..8, got {list(self.tiles)}')
         if self.roi is not None:
             x0, y0, x1, y1 = self.roi
             if not (0.0 <= x0 < x1 <= 1.0 and 0.0 <= y0 < y1 <= 1.0):

@@ -90,7 +90,8 @@ def test_missing_file_and_bad_arguments() -> None:
     assert "tiles must look like 2x2" in bad.stderr
     too_many = run_cli("detect", "--tiles", "9x9", DEMO_KIT / "alex_lacamoire.jpg")
     assert too_many.returncode == 2
-    assert too_many.stderr.count("\n") == 1 and "tiles must be two integers in 1..8" in too_many.stderr
+    assert too_many.stderr.count("\n") == 1
+    assert 'tiles must be "auto" or two integers in 1..8' in too_many.stderr
 
 
 def test_draw_into_a_file_is_one_line(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ def test_file_values_and_overrides_merge(tmp_path: Path) -> None:
     assert settings.detector.tiles == (2, 2)
     assert settings.detector.min_score == 0.4
     assert settings.detector.model == "short_range"
-    with pytest.raises(ConfigError, match=r"detector: Value error, tiles must be two integers"):
+    with pytest.raises(ConfigError, match=r"detector: Value error, tiles must be \"auto\" or two integers"):
         load_settings(path, detector={"tiles": (9, 9)})
 
 
@@ -43,7 +43,7 @@ def test_environment_wins_over_file(tmp_path: Path, monkeypatch: pytest.MonkeyPa
         ("[detector]\nmin_score = 1.5\n", "detector.min_score: Input should be less than 1"),
         ("[detector]\nminscore = 0.5\n", "detector.minscore: unknown key"),
         ('device_id = "has space"\n', "device_id: String should match pattern"),
-        ("[detector]\ntiles = [9, 1]\n", "detector: Value error, tiles must be two integers"),
+        ("[detector]\ntiles = [9, 1]\n", 'detector: Value error, tiles must be "auto" or two integers'),
         ("[detector]\nroi = [0.5, 0, 0.2, 1]\n", "roi must be x0 < x1"),
         ("[runtime]\nthreads = 0\n", "runtime.threads: Input should be greater than or equal to 1"),
         ("[detector\n", "is not valid TOML"),

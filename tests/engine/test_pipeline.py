@@ -39,7 +39,7 @@ def _describe(
         identities.append(path.parent.name)
         names.append(f"{path.parent.name}/{path.name}")
         ours.append(described.descriptor)
-    theirs = [reference[path].descriptor for path in photos]
+    theirs = [reference[path].under(pipeline.embedder.spec.views) for path in photos]
     return Described(identities, names, np.stack(ours), np.stack(theirs))
 
 

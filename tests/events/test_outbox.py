@@ -251,7 +251,7 @@ def test_a_v1_store_is_upgraded_in_place(tmp_path: Path, make_match_event: MakeE
         assert store.first_counted_day() == date(2026, 3, 1)
         assert store.depth() == 1
     with sqlite3.connect(path) as check:
-        assert check.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert check.execute("PRAGMA user_version").fetchone()[0] == 4
 
 
 def test_a_bad_embedding_writes_nothing(tmp_path: Path, make_match_event: MakeEvent) -> None:

@@ -101,7 +101,8 @@ def test_keypoints_are_ordered_and_inside_the_face(faces_dir: Path, make_detecto
 
 
 def test_small_distant_face_needs_tiles_or_roi(faces_dir: Path, make_detector: Make) -> None:
-    """A ~44 px face in a 1080p frame: missed on the whole frame, found by tiles and by an ROI."""
+    """A ~44 px face in a 1080p frame: missed on the whole frame, found by the default plan (tiles sized
+    for 40 px faces), by explicit tiles and by an ROI."""
     photo = read_image(faces_dir / "resolution" / "obama-480p.jpg")
     reference = make_detector().detect(photo)[0].box
     scale, (x, y) = 0.35, (1300, 600)
@@ -110,8 +111,9 @@ def test_small_distant_face_needs_tiles_or_roi(faces_dir: Path, make_detector: M
     frame[y : y + small.shape[0], x : x + small.shape[1]] = small
     expected = Box(*(v * scale + o for v, o in zip(reference.as_list(), (x, y, x, y), strict=True)))
 
-    assert make_detector().detect(frame) == []
-    for overrides in ({"tiles": (3, 3)}, {"roi": (0.6, 0.5, 1.0, 1.0)}):
+    assert make_detector(tiles=(1, 1)).detect(frame) == []
+    assert make_detector().detect_photo(frame) == []  # a photo is searched whole
+    for overrides in ({}, {"tiles": (3, 3)}, {"roi": (0.6, 0.5, 1.0, 1.0)}):
         faces = make_detector(**overrides).detect(frame)
         assert len(faces) == 1, overrides
         assert faces[0].box.iou(expected) > 0.6, overrides
@@ -123,7 +125,7 @@ def test_min_face_size_and_score_filter(faces_dir: Path, make_detector: Make) ->
     assert len(faces) >= 2
     widths = sorted(f.box.width for f in faces)
     cutoff = int((widths[0] + widths[-1]) / 2)
-    kept = make_detector(min_face_px=cutoff).detect(image)
+    kept = make_detector(min_face_px=2 * cutoff, tiles=(1, 1)).detect(image)  # drops under min_face_px / 2
     assert 0 < len(kept) < len(faces)
     assert all(f.box.width >= cutoff for f in kept)
     best = max(f.score for f in faces)

@@ -60,7 +60,7 @@ def test_tflite_descriptors_match_dlib_on_dlib_chips(
     precision: str, reference: Reference, catalog: ModelCatalog
 ) -> None:
     embedder = _embedder(catalog, precision)
-    ours = np.stack([embedder.embed(chip) for chip in reference.chips])
+    ours = np.stack([embedder.network(chip) for chip in reference.chips])
     errors = np.linalg.norm(ours.astype(np.float64) - reference.descriptors, axis=1)
     worst = int(np.argmax(errors))
     print(

@@ -78,7 +78,7 @@ def run_embedders(
             continue
         for count in threads:
             embedder = FaceEmbedder.for_file(catalog, entry, RuntimeSettings(threads=count), target_fmr=None)
-            ours = np.stack([embedder.embed(chip) for chip in chips])
+            ours = np.stack([embedder.network(chip) for chip in chips])
             gap = float(np.linalg.norm(ours.astype(np.float64) - reference, axis=1).max())
             ms = time_per_frame(embedder.embed, chips, rounds, timed)
             results.append(EmbedResult(entry.id, count, ms, gap))
@@ -102,7 +102,7 @@ def run_alignment(photos: Sequence[Path], rounds: int, timed: Timed = _no_report
     faces: list[tuple[RGBImage, Face]] = []
     for path in photos:
         image = read_image(path)
-        found = pipeline.detector.detect(image)
+        found = pipeline.detector.detect_photo(image)
         if found:
             faces.append((image, pick_detection(found, image, "largest")))
     ms = time_per_frame(lambda pair: pipeline.aligner.align(*pair), faces, rounds, timed)

@@ -175,8 +175,10 @@ def _camera_repeat(
 def decision_summary(settings: Settings) -> str:
     d, t, q = settings.decision, settings.tracking, settings.quality
     return (
-        f"k-of-n vote {d.k} of {d.n} embeddings of a track, one embedding per track every "
-        f"{t.embed_interval_s:g} s unless its quality rises, quality gates: face >= {q.min_face_px} px wide, "
+        f"k-of-n vote {d.k} of {d.n} looks of a track (or one look at false-match rate "
+        f"{d.single_look_fmr:g}), a look per track being identified every {t.embed_interval_s:g} s and per "
+        f"settled track every {t.recheck_interval_s:g} s, at most {t.looks_per_frame} a frame, "
+        f"quality gates: face >= {q.min_face_px} px wide, "
         f"yaw <= {q.max_yaw_deg:g} deg, roll <= {q.max_roll_deg:g} deg"
     )
 

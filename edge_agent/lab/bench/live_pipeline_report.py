@@ -308,10 +308,11 @@ def _baseline(result: PipelineBench) -> list[str]:
     return lines
 
 
-def section_body(result: PipelineBench, command: str, broker_version: str) -> str:
+def section_body(result: PipelineBench, command: str, broker_version: str, clip: str | None = None) -> str:
     versions = ", ".join(v for v in (package_versions(*VERSIONED, "dlib-bin"), broker_version) if v)
+    title = SECTION_TITLE if clip is None else f"{SECTION_TITLE}: {clip}"
     parts = [
-        *section_header(SECTION_TITLE, command, versions)[:-1],
+        *section_header(title, command, versions)[:-1],
         *_setup(result),
         *_throughput(result),
         *_camera(result),
@@ -321,8 +322,12 @@ def section_body(result: PipelineBench, command: str, broker_version: str) -> st
     return "\n".join(parts)
 
 
-def write_report(result: PipelineBench, doc: Path, command: str, broker_version: str) -> None:
-    write_section(doc, SECTION_KEY, section_body(result, command, broker_version))
+def write_report(
+    result: PipelineBench, doc: Path, command: str, broker_version: str, clip: str | None = None
+) -> None:
+    """The section of the default (demo) clip, or of another clip (`clip`: its file name) beside it."""
+    key = SECTION_KEY if clip is None else f"{SECTION_KEY}:{clip}"
+    write_section(doc, key, section_body(result, command, broker_version, clip))
 
 
 def as_json(result: PipelineBench) -> dict[str, Any]:

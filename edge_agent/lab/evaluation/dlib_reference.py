@@ -64,6 +64,12 @@ class DlibPipeline:
     def describe_chip(self, chip: RGBImage) -> npt.NDArray[np.float32]:
         return np.asarray(self._net.compute_face_descriptor(chip), dtype=np.float32)
 
+    def describe_chip_and_mirror(self, chip: RGBImage) -> npt.NDArray[np.float32]:
+        """dlib's network under the project's `chip_and_mirror` views rule: the mean of its descriptors of
+        the chip and of the chip mirrored left to right (to compare like with like)."""
+        mirrored = np.ascontiguousarray(chip[:, ::-1])
+        return ((self.describe_chip(chip) + self.describe_chip(mirrored)) / 2).astype(np.float32)
+
     def describe(self, image: RGBImage, pick: Pick = "centre") -> npt.NDArray[np.float32] | None:
         face = self.face(image, pick)
         return None if face is None else self.describe_chip(face.chip)
