@@ -30,7 +30,7 @@ class TrackingSettings(Section):
         description="Least frame time between two looks (align + embed) at a track still being identified.",
     )
     recheck_interval_s: float = Field(
-        0.5,
+        0.4,
         ge=0.0,
         le=60.0,
         description="Least frame time between two looks at a settled track (decided, or n looks without a "
@@ -49,7 +49,7 @@ class TrackingSettings(Section):
         "its track's recent looks is another person: the track is split and the face searched anew.",
     )
     split_hold_s: float = Field(
-        0.6,
+        0.5,
         ge=0.0,
         le=10.0,
         description="After a split, looks only confirm it for this long before they count in the vote (at a "

@@ -125,7 +125,12 @@ class FacePipeline:
         return DescribedFace(face, landmarks, chip, assess(face, chip), self.embedder.embed(chip))
 
     def describe_all(self, image: RGBImage) -> list[DescribedFace]:
+        """Every face of a photo (searched whole: `FaceDetector.detect_photo`)."""
         return [self.describe_face(image, face) for face in self.detector.detect_photo(image)]
+
+    def describe_frame(self, image: RGBImage) -> list[DescribedFace]:
+        """Every face of a camera or video frame (every window of the detector's plan)."""
+        return [self.describe_face(image, face) for face in self.detector.detect(image)]
 
     def describe_one(self, image: RGBImage, pick: Pick = "largest") -> tuple[DescribedFace | None, int]:
         """The chosen face (largest, or nearest the centre) and how many faces were found."""

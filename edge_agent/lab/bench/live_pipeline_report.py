@@ -21,8 +21,8 @@ STAGES = ("detect", "track", "align", "embed", "search", "frame_to_commit")
 STAGE_NOTES = {
     "detect": "every frame",
     "track": "every frame",
-    "align": "faces of undecided tracks that pass the size and pose gates",
-    "embed": "chips that pass every gate and are due (interval or better quality)",
+    "align": "faces due for a look (within the frame's budget) that pass the size, edge and pose gates",
+    "embed": "aligned chips that pass the blur and brightness gates (network on the chip and its mirror)",
     "search": "one per embedding",
     "frame_to_commit": "frame read -> event committed to the outbox (per event)",
 }
@@ -300,8 +300,9 @@ def _baseline(result: PipelineBench) -> list[str]:
         f"1), `face_encodings` (5-point landmarks, ResNet, 1 jitter) for every face of every frame, "
         f"`compare_faces` at tolerance {baseline.tolerance:g}; decoding is included in its time. It compares "
         "approaches, not networks (`bench embed` compares the networks): the agent detects with BlazeFace "
-        "and embeds a tracked face only while its track is undecided, when it passes the quality gates and "
-        "is due, and it runs its models on XNNPACK with 2 threads, while dlib's HOG and ResNet run on one "
+        "and looks at (aligns and embeds) a tracked face only when it is due (often while its track is being "
+        "identified, now and then once it is settled) and passes the quality gates, and it runs its models "
+        "on XNNPACK with 2 threads, while dlib's HOG and ResNet run on one "
         "core here (see the CPU table).",
         "",
     ]

@@ -96,7 +96,7 @@ def first_recognisable(
     steady: dict[str, FrameHit] = {}
     streak: dict[str, list[FrameHit]] = {s.subject_id: [] for s in enrolled}
     for frame in clip_frames(source):
-        descriptors = [described.descriptor for described in faces.describe_all(frame.image)]
+        descriptors = [described.descriptor for described in faces.describe_frame(frame.image)]
         for subject in enrolled:
             sid = subject.subject_id
             if sid in steady:
