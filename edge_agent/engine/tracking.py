@@ -42,6 +42,13 @@ class Tracker:
     same tracks on every run. Association uses each track's last box: on the project's clips a
     constant-velocity prediction of the centre gave more tracks, not fewer (13 and 16 instead of 12 and 14
     on the Hamilton and walkers clips: BlazeFace boxes jitter more than the faces move), so it is left out.
+
+    Appearance is used, but after association, in `engine.identity`: a look that fits none of the track's
+    recent looks splits the track (`split`), which is what separates people who cross or hand over at one
+    spot (`tests/service/test_scenes.py`). A library tracker (norfair, with its Kalman filter and
+    re-identification) was not adopted: it brings scipy and rich onto a Pi for a motion model that did not
+    help here, and its re-identification would need the embeddings at every frame, which the look budget
+    does not pay for.
     """
 
     def __init__(self, settings: TrackingSettings) -> None:
