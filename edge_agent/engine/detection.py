@@ -8,9 +8,13 @@ seen often enough to keep its track (`tracking.max_missed_s`), and a new face ha
 it appears. So each frame searches:
 
 - the whole frame (large faces, one run);
-- for each live track not yet settled, the tile that holds its last box with the widest margin;
+- for each live track not yet settled, the finest tile that holds its last box whole (widest margin
+  among those);
 - the tiles of this frame's turn: every `detector.sweep_frames`-th tile, so each tile is searched at least
   once in that many frames (a new face waits at most that long, a settled track is refreshed as often).
+
+With tiles given by hand (`detector.tiles = [cols, rows]`) every window is searched in every frame: their
+overlap is not planned for the faces, so a face may lie whole in one tile only.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class DetectionSchedule:
         plan = self._plans.get((width, height))
         if plan is None:
             plan = self._plans[(width, height)] = self._plan(width, height)
+        if self.settings.tiles != "auto":
+            return plan  # tiles given by hand: their overlap may cut a face, so all of them, every frame
         region, tiles = plan[0], plan[1:]
         every = self.settings.sweep_frames
         turn, self._turn = self._turn % every, self._turn + 1
@@ -49,10 +55,14 @@ class DetectionSchedule:
 
 
 def _holding_tile(tiles: list[Window], box: Box) -> int | None:
-    """The tile that holds `box` with the widest margin on its tightest side (None: no tiles)."""
-    best, best_margin = None, float("-inf")
+    """The finest tile that holds `box` whole (the plan's finest level zooms the most, and a level's
+    tiles are planned to find faces down to its smallest), with the widest margin among those; where no
+    tile holds it whole, the one with the widest margin. None: no tiles."""
+    best, best_key = None, (True, 0.0, 0.0)
     for index, (x0, y0, x1, y1) in enumerate(tiles):
         margin = min(box.x0 - x0, box.y0 - y0, x1 - box.x1, y1 - box.y1)
-        if margin > best_margin:
-            best, best_margin = index, margin
+        whole = margin >= 0
+        key = (not whole, float(max(x1 - x0, y1 - y0)) if whole else 0.0, -margin)
+        if best is None or key < best_key:
+            best, best_key = index, key
     return best

@@ -50,8 +50,8 @@ class Shot:
 
 @dataclass(slots=True)
 class _Looks:
-    last_at: datetime
-    attempts: int = 0  # looks taken, whether or not the chip passed its gates
+    last_at: datetime | None  # None: refused by the detector's gates so far, never looked at
+    attempts: int = 0  # looks taken and faces refused by a gate, outside a split's hold
     recent: deque[Descriptor] = field(default_factory=lambda: deque(maxlen=RECENT_LOOKS))
     split_at: datetime | None = None  # when this track was split off another
 
@@ -76,7 +76,7 @@ class LookSchedule:
         for tracked, settled in waiting:
             seen = self._tracks.get(tracked.track_id)
             interval = self.settings.recheck_interval_s if settled else self.settings.embed_interval_s
-            if seen is None:
+            if seen is None or seen.last_at is None:
                 due.append(((settled, 0, 0.0), tracked))
             elif (waited := (at - seen.last_at).total_seconds()) >= interval:
                 due.append(((settled, 1, -waited), tracked))
@@ -100,15 +100,23 @@ class LookSchedule:
         return (at - seen.split_at).total_seconds() >= self.settings.split_hold_s
 
     def attempts(self, track_id: int) -> int:
-        """Looks taken at the track so far (since it started or was split off)."""
+        """Looks taken at the track and faces of it refused by a gate, since it started or was split off,
+        not counting those within a split's hold (which cannot vote)."""
         seen = self._tracks.get(track_id)
         return seen.attempts if seen is not None else 0
+
+    def refused(self, track_id: int, at: datetime) -> None:
+        """The track's face was refused by a detector gate (size, truncation, pose) at `at`."""
+        seen = self._tracks.setdefault(track_id, _Looks(None))
+        if self.votes(track_id, at):
+            seen.attempts += 1
 
     def looked(self, track_id: int, at: datetime, descriptor: Descriptor | None) -> None:
         """Record a look at the track (`descriptor` None: the chip failed its gates, wait anyway)."""
         seen = self._tracks.setdefault(track_id, _Looks(at))
+        if self.votes(track_id, at):
+            seen.attempts += 1
         seen.last_at = at
-        seen.attempts += 1
         if descriptor is not None:
             seen.recent.append(descriptor)
 
@@ -142,8 +150,9 @@ class IdentityStage:
         self.counters = counters
 
     def settled(self, track_id: int) -> bool:
-        """Whether the track is only re-checked now: its vote is settled, or `settle_after` looks were
-        taken without settling it (faces whose chips keep failing their gates must not hold the budget)."""
+        """Whether the track is only re-checked now: its vote is settled, or `settle_after` looks and gate
+        refusals came without settling it (a face that keeps failing a gate must not hold the budget, nor
+        its tile in every frame). Looks within a split's hold do not count: they cannot vote."""
         return self.vote.settled(track_id) or self.schedule.attempts(track_id) >= self.settle_after
 
     def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
@@ -153,6 +162,7 @@ class IdentityStage:
             refused = detector_gate_failures(item.face, size, self.gates)
             if refused:
                 self.counters.rejected(refused[0])
+                self.schedule.refused(item.track_id, frame.captured_at)
             else:
                 waiting.append((item, self.settled(item.track_id)))
         shots = []

@@ -7,7 +7,8 @@ somebody on the list. So a look counts by its strength:
   target false-match rate. The event states that rate (the per-comparison rate of the threshold every
   agreeing look passed; not raised to the k-th power, because looks of one face are not independent).
 - **one strong look**: a single look under the threshold calibrated for the stricter `single_look_fmr`
-  (at least ten times stricter than the target: 1e-5 beside the default 1e-4) decides at once. The event
+  (1e-5 beside the default target 1e-4; a rate whose threshold is not below the target's is not used)
+  decides at once. The event
   states that stricter rate and its threshold, which is what the look was compared with.
 
 Either way the event's `threshold` and `false_match_rate` are the calibration point the deciding
@@ -33,7 +34,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True)
 class Decision(Generic[T]):
-    """A decided match: k of the track's last n embeddings named this subject under the threshold."""
+    """A decided match: k of the track's last n looks named this subject under the target threshold, or
+    one look did under the stricter single-look threshold (`frames_agreeing` 1; `point` says which)."""
 
     track_id: int
     subject_id: str

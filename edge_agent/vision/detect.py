@@ -15,7 +15,7 @@ import numpy.typing as npt
 from edge_agent.errors import ModelError
 from edge_agent.types import Box, Face, RGBImage
 from edge_agent.vision.anchors import decode_boxes, generate_anchors, sigmoid_scores
-from edge_agent.vision.letterbox import Letterbox, plan_grid, plan_windows
+from edge_agent.vision.letterbox import Letterbox, plan_grid, plan_windows, region_window
 from edge_agent.vision.manifest import DetectorSpec, ModelCatalog, ModelFile
 from edge_agent.vision.nms import best_of_overlapping, weighted_nms
 from edge_agent.vision.runtime import (
@@ -120,7 +120,7 @@ class FaceDetector:
         high-resolution portrait found false faces in the background (2 of the 26 shared portraits and
         group photos gained one or three), and the thresholds are calibrated on whole photos."""
         _check_image(image)
-        return self.detect_in(image, self.plan(image.shape[1], image.shape[0])[:1])
+        return self.detect_in(image, [region_window(image.shape[1], image.shape[0], self.settings.roi)])
 
     def detect_in(self, image: RGBImage, windows: Sequence[tuple[int, int, int, int]]) -> list[Face]:
         """Faces found in the given windows of `image` (from `plan`, or a subset of it), best score first:
@@ -137,10 +137,11 @@ class FaceDetector:
             # The plan's overlap keeps every face whole in some window: drop faces cut by a window's
             # edge, merge within each window, then keep the best of detections overlapping across
             # windows (two scales give two complete answers; their mean can be neither).
-            merged = [
-                RawDetections(*weighted_nms(*_whole_in(found, window, width, height).as_tuple(), s.nms_iou))
-                for found, window in zip(raw, windows, strict=True)
-            ]
+            region = region_window(width, height, s.roi)
+            merged = []
+            for found, window in zip(raw, windows, strict=True):
+                whole = found if window == region else _whole_in(found, window, width, height)
+                merged.append(RawDetections(*weighted_nms(*whole.as_tuple(), s.nms_iou)))
             boxes, keypoints, scores = best_of_overlapping(*_concatenated(merged).as_tuple(), s.nms_iou)
         else:
             # one window, or tiles given by hand (their overlap may cut a face in every tile): weighted

@@ -69,7 +69,7 @@ def plan_windows(
     so a face cut by one tile's edge is whole in its neighbour; `full_frame` adds the region itself
     for faces larger than a tile.
     """
-    left, top, right, bottom = _region(width, height, roi)
+    left, top, right, bottom = region_window(width, height, roi)
     cols, rows = tiles
     if cols == 1 and rows == 1:
         return [(left, top, right, bottom)]
@@ -107,7 +107,7 @@ def plan_grid(
     (it may be the region's own size along one side). No tiles at all when the finest level's tiles would
     be nearly the region (three quarters of its longer side or more): they would hardly zoom.
     """
-    left, top, right, bottom = _region(width, height, roi)
+    left, top, right, bottom = region_window(width, height, roi)
     longest = max(right - left, bottom - top)
     region_finds = longest * MIN_INPUT_FACE_PX / input_size
     levels: list[tuple[float, float]] = []  # (tile side, smallest face found), finest first
@@ -134,7 +134,7 @@ def smallest_face_found(windows: list[tuple[int, int, int, int]], input_size: in
     return finest * MIN_INPUT_FACE_PX / input_size
 
 
-def _region(
+def region_window(
     width: int, height: int, roi: tuple[float, float, float, float] | None
 ) -> tuple[int, int, int, int]:
     """The ROI (fractions of the frame) in pixels, at least one pixel, or the whole frame."""

@@ -137,3 +137,24 @@ def test_the_roi_is_the_region_searched() -> None:
             assert inside(Box(x0, y0, x1, y1), region)
         seen.update(windows[1:])
     assert seen == set(plan[1:])
+
+
+def test_the_finest_tile_holding_a_face_is_chosen_in_a_plan_of_two_levels() -> None:
+    """At 4K with 40 px faces the plan has 480 px tiles and a coarser level of 2880 px tiles; a 45 px
+    face being identified must get a 480 px tile (the coarse level finds faces of 240 px and up)."""
+    settings = detector(sweep_frames=30)  # this frame's turn is the first tile alone, far from the face
+    plan = plan_grid(3840, 2160, settings.min_face_px, INPUT_SIZE)
+    sides = {max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in plan[1:]}
+    assert len(sides) > 1, sides  # two levels of tiles
+    box = Box(1900.0, 1000.0, 1945.0, 1045.0)
+    chosen = DetectionSchedule(settings, lambda w, h: plan).windows(3840, 2160, [box])
+    holding = [w for w in chosen[1:] if inside(box, w)]
+    assert holding and min(max(x1 - x0, y1 - y0) for x0, y0, x1, y1 in holding) == min(sides)
+
+
+def test_tiles_given_by_hand_are_all_searched_every_frame() -> None:
+    settings = detector(tiles=(3, 2))
+    plan = [(0, 0, WIDTH, HEIGHT), *[(i * 400, 0, i * 400 + 480, 720) for i in range(3)]]
+    sched = DetectionSchedule(settings, lambda w, h: plan)
+    for _ in range(4):
+        assert sched.windows(WIDTH, HEIGHT, []) == plan

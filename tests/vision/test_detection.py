@@ -137,3 +137,14 @@ def test_detect_rejects_wrong_image_shape(make_detector: Make) -> None:
         make_detector().detect(np.zeros((10, 10), np.uint8))
     with pytest.raises(ValueError, match="uint8"):
         make_detector().detect(np.zeros((10, 10, 3), np.float32))
+
+
+def test_a_photo_is_searched_whole_whatever_the_tiles(faces_dir: Path, make_detector: Make) -> None:
+    """`detect_photo` searches the whole picture in one window, also with hand-given tiles and no
+    whole-frame pass (whose plan starts with a tile): the faces are those of the one-window detector."""
+    image = read_image(faces_dir / "groups" / "multiface.jpg")
+    whole = make_detector(tiles=(1, 1)).detect(image)
+    assert len(whole) >= 2
+    for overrides in ({}, {"tiles": (2, 2), "full_frame": False}):
+        found = make_detector(**overrides).detect_photo(image)
+        assert [f.box for f in found] == [f.box for f in whole], overrides
