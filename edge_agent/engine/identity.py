@@ -51,7 +51,8 @@ class Shot:
 @dataclass(slots=True)
 class _Looks:
     last_at: datetime | None  # None: refused by the detector's gates so far, never looked at
-    attempts: int = 0  # looks taken and faces refused by a gate, outside a split's hold
+    attempts: int = 0  # looks taken outside a split's hold
+    refused_in_a_row: int = 0  # faces refused by a detector gate since the last look
     recent: deque[Descriptor] = field(default_factory=lambda: deque(maxlen=RECENT_LOOKS))
     split_at: datetime | None = None  # when this track was split off another
 
@@ -100,16 +101,19 @@ class LookSchedule:
         return (at - seen.split_at).total_seconds() >= self.settings.split_hold_s
 
     def attempts(self, track_id: int) -> int:
-        """Looks taken at the track and faces of it refused by a gate, since it started or was split off,
-        not counting those within a split's hold (which cannot vote)."""
+        """Looks taken at the track since it started or was split off, not counting those within a split's
+        hold (which cannot vote)."""
         seen = self._tracks.get(track_id)
         return seen.attempts if seen is not None else 0
 
-    def refused(self, track_id: int, at: datetime) -> None:
-        """The track's face was refused by a detector gate (size, truncation, pose) at `at`."""
-        seen = self._tracks.setdefault(track_id, _Looks(None))
-        if self.votes(track_id, at):
-            seen.attempts += 1
+    def refused_in_a_row(self, track_id: int) -> int:
+        """Faces of the track refused by a detector gate since its last look."""
+        seen = self._tracks.get(track_id)
+        return seen.refused_in_a_row if seen is not None else 0
+
+    def refused(self, track_id: int) -> None:
+        """The track's face was refused by a detector gate (size, truncation, pose)."""
+        self._tracks.setdefault(track_id, _Looks(None)).refused_in_a_row += 1
 
     def looked(self, track_id: int, at: datetime, descriptor: Descriptor | None) -> None:
         """Record a look at the track (`descriptor` None: the chip failed its gates, wait anyway)."""
@@ -117,6 +121,7 @@ class LookSchedule:
         if self.votes(track_id, at):
             seen.attempts += 1
         seen.last_at = at
+        seen.refused_in_a_row = 0
         if descriptor is not None:
             seen.recent.append(descriptor)
 
@@ -150,10 +155,18 @@ class IdentityStage:
         self.counters = counters
 
     def settled(self, track_id: int) -> bool:
-        """Whether the track is only re-checked now: its vote is settled, or `settle_after` looks and gate
-        refusals came without settling it (a face that keeps failing a gate must not hold the budget, nor
-        its tile in every frame). Looks within a split's hold do not count: they cannot vote."""
+        """Whether the track is only re-checked now: its vote is settled, or `settle_after` looks came
+        without settling it (a face whose chips keep failing their gates must not hold the budget). Looks
+        within a split's hold do not count: they cannot vote."""
         return self.vote.settled(track_id) or self.schedule.attempts(track_id) >= self.settle_after
+
+    def wants_every_frame(self, track_id: int) -> bool:
+        """Whether the track's face should be searched in every frame: it is not settled, and its face has
+        not been refused by a detector gate `settle_after` frames in a row (a face too small, cut off or
+        turned away waits for the sweep until it passes)."""
+        if self.settled(track_id):
+            return False
+        return self.schedule.refused_in_a_row(track_id) < self.settle_after
 
     def shots(self, frame: Frame, tracked: list[TrackedFace], clock: StageClock) -> list[Shot]:
         size = (frame.width, frame.height)
@@ -162,7 +175,7 @@ class IdentityStage:
             refused = detector_gate_failures(item.face, size, self.gates)
             if refused:
                 self.counters.rejected(refused[0])
-                self.schedule.refused(item.track_id, frame.captured_at)
+                self.schedule.refused(item.track_id)
             else:
                 waiting.append((item, self.settled(item.track_id)))
         shots = []

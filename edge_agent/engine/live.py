@@ -211,7 +211,8 @@ class LivePipeline:
         nobody is looked at then)."""
         if self.matcher.empty:
             return []
-        return [box for track_id, box in self.tracker.boxes().items() if not self.identity.settled(track_id)]
+        boxes = self.tracker.boxes().items()
+        return [box for track_id, box in boxes if self.identity.wants_every_frame(track_id)]
 
     def _follow_timeline(self, frame: Frame) -> None:
         """Tracks and votes belong to one recording with forward-running time. A new clip (docked

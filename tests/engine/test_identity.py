@@ -183,23 +183,23 @@ def test_split_hold_zero_lets_every_look_vote() -> None:
     assert s.votes(2, at(1.0))
 
 
-def test_looks_and_refusals_in_a_split_hold_do_not_settle_the_new_track() -> None:
-    """The first looks after a split cannot vote, so they do not count towards settling the track; looks
-    after the hold and faces refused by a detector gate do."""
+def test_looks_in_a_split_hold_do_not_settle_the_new_track() -> None:
+    """The first looks after a split cannot vote, so they do not count towards settling the track; the
+    looks after the hold do."""
     s = schedule(split_hold_s=0.5)
     s.split_off(1, 2, at(0.0))
     for step in range(1, 5):
         s.looked(2, at(0.1 * step), descriptor(0.1))
-    s.refused(2, at(0.45))
     assert s.attempts(2) == 0
     s.looked(2, at(0.6), descriptor(0.1))
-    s.refused(2, at(0.7))
-    assert s.attempts(2) == 2
+    assert s.attempts(2) == 1
 
 
-def test_a_track_refused_by_the_gates_is_still_never_looked_at() -> None:
+def test_gate_refusals_are_counted_until_the_next_look() -> None:
     s = schedule(embed_interval_s=10.0, recheck_interval_s=10.0)
-    s.refused(1, at(0.0))
-    s.refused(1, at(0.1))
-    assert s.attempts(1) == 2
-    assert picked(s, [(1, True)], 0.2) == [1]  # its first look is due as soon as it passes the gates
+    s.refused(1)
+    s.refused(1)
+    assert (s.refused_in_a_row(1), s.attempts(1)) == (2, 0)
+    assert picked(s, [(1, False)], 0.2) == [1]  # its first look is due as soon as it passes the gates
+    s.looked(1, at(0.2), descriptor(0.1))
+    assert (s.refused_in_a_row(1), s.attempts(1)) == (0, 1)
