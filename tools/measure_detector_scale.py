@@ -18,13 +18,13 @@ change of detector model or build:
 from __future__ import annotations
 
 import argparse
-import csv
 from collections import defaultdict
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from edge_agent.lab.bench.detect_scene import truth_boxes
 from edge_agent.types import Box
 from edge_agent.vision.detect import FaceDetector
 from edge_agent.vision.settings import DetectorSettings, RuntimeSettings
@@ -32,14 +32,6 @@ from edge_agent.vision.settings import DetectorSettings, RuntimeSettings
 EVERY = 15
 SIDES = (1280, 900, 640, 450, 320)
 BIN_PX = 4
-
-
-def truth_boxes(clip: Path) -> dict[int, list[Box]]:
-    boxes: dict[int, list[Box]] = defaultdict(list)
-    with Path(f"{clip}.truth.csv").open(newline="") as fh:
-        for row in csv.DictReader(fh):
-            boxes[int(row["frame"])].append(Box(*(float(row[k]) for k in ("x0", "y0", "x1", "y1"))))
-    return boxes
 
 
 def window_around(box: Box, side: int, width: int, height: int) -> tuple[int, int, int, int]:

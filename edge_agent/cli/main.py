@@ -422,11 +422,15 @@ def _stated_rate(event: dict[str, Any]) -> str:
 
 def _single_look(settings: Settings, pipeline: FacePipeline) -> str:
     """ ", or one look under T (rate R)" when a single strong look may decide (engine.vote)."""
-    single_fmr, calibration = settings.decision.single_look_fmr, pipeline.embedder.calibration
-    target = pipeline.embedder.operating_point.target_fmr
-    if single_fmr is None or calibration is None or single_fmr >= target:
+    from edge_agent.engine.vote import decision_points
+
+    embedder = pipeline.embedder
+    _, single = decision_points(
+        embedder.operating_point, embedder.calibration, settings.decision.single_look_fmr
+    )
+    if single is None:
         return ""
-    return f", or one look under {calibration.for_target(single_fmr).threshold:.3f} (rate {single_fmr:g})"
+    return f", or one look under {single.threshold:.3f} (rate {single.target_fmr:g})"
 
 
 def _tiles(text: str) -> tuple[int, int]:

@@ -31,7 +31,7 @@ from edge_agent.engine.match_audit import MatchAudit
 from edge_agent.engine.match_event import EventFactory
 from edge_agent.engine.stages import EventSink
 from edge_agent.engine.tracking import Tracker
-from edge_agent.engine.vote import TemporalVote
+from edge_agent.engine.vote import TemporalVote, decision_points
 from edge_agent.errors import ModelError
 from edge_agent.events.schema import MatchEvent, StorageHealth
 from edge_agent.types import Box, Candidate, Frame
@@ -250,11 +250,7 @@ class LivePipeline:
         """The embedder's operating point, and the stricter one a single look may decide at."""
         embedder = self.faces.embedder
         single_fmr = self.settings.decision.single_look_fmr
-        calibration = embedder.calibration
-        single = None
-        if single_fmr is not None and calibration is not None:
-            single = calibration.for_target(single_fmr)
-        return embedder.operating_point, single
+        return decision_points(embedder.operating_point, embedder.calibration, single_fmr)
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):

@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from edge_agent.engine.settings import DecisionSettings
 from edge_agent.types import Candidate
-from edge_agent.vision.manifest import FmrThreshold
+from edge_agent.vision.manifest import Calibration, FmrThreshold
 
 T = TypeVar("T")
 
@@ -124,8 +124,7 @@ class TemporalVote(Generic[T]):
         point that is not stricter than `point` is not used."""
         self.threshold = _checked(point.threshold)
         self.point = point
-        strict_enough = single_look is not None and single_look.threshold < point.threshold
-        self.single_look = single_look if strict_enough else None
+        self.single_look = stricter_only(point, single_look)
 
     def looked_enough(self, track_id: int) -> bool:
         """Whether the track's window is full without a decision: nobody on the list, as far as n looks
@@ -140,6 +139,23 @@ class TemporalVote(Generic[T]):
 
     def _agrees(self, candidate: Candidate, subject: str) -> bool:
         return candidate.subject_id == subject and candidate.distance < self.threshold
+
+
+def stricter_only(point: FmrThreshold, single_look: FmrThreshold | None) -> FmrThreshold | None:
+    """`single_look` where its threshold is below `point`'s (a single look may decide there), else None."""
+    if single_look is not None and single_look.threshold < point.threshold:
+        return single_look
+    return None
+
+
+def decision_points(
+    point: FmrThreshold, calibration: Calibration | None, single_look_fmr: float | None
+) -> tuple[FmrThreshold, FmrThreshold | None]:
+    """The operating point and the stricter calibrated point one look may decide at (None: not
+    configured, no calibration, or not stricter than the operating point)."""
+    if single_look_fmr is None or calibration is None:
+        return point, None
+    return point, stricter_only(point, calibration.for_target(single_look_fmr))
 
 
 def _checked(threshold: float) -> float:

@@ -9,6 +9,8 @@ One `FaceEmbedder` per thread: a TFLite interpreter is not safe to share between
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import numpy.typing as npt
 
@@ -19,6 +21,16 @@ from edge_agent.vision.runtime import Interpreter, load_interpreter
 from edge_agent.vision.settings import EmbedderSettings, RuntimeSettings
 
 Descriptor = npt.NDArray[np.float32]
+
+
+def mean_of_chip_and_mirror(
+    describe: Callable[[npt.NDArray[np.uint8]], Descriptor], chip: npt.NDArray[np.uint8]
+) -> Descriptor:
+    """The `chip_and_mirror` views rule: the mean of `describe`'s descriptors of the chip and of the chip
+    mirrored left to right (the agent's network, or dlib's for a like-with-like comparison)."""
+    direct = describe(chip)
+    mirrored = describe(np.ascontiguousarray(chip[:, ::-1]))
+    return ((direct + mirrored) / np.float32(2.0)).astype(np.float32)
 
 
 class FaceEmbedder:
@@ -100,11 +112,9 @@ class FaceEmbedder:
         """The descriptor of a face chip as the manifest's `views` defines it, which is what the thresholds
         are calibrated for: the network's output for the chip, or (`chip_and_mirror`) the mean of its
         outputs for the chip and for the chip mirrored left to right."""
-        descriptor = self.network(chip)
         if self.spec.views == "chip_and_mirror":
-            mirrored = self.network(np.ascontiguousarray(chip[:, ::-1]))
-            descriptor = ((descriptor + mirrored) / np.float32(2.0)).astype(np.float32)
-        return descriptor
+            return mean_of_chip_and_mirror(self.network, chip)
+        return self.network(chip)
 
     def network(self, chip: npt.NDArray[np.uint8]) -> Descriptor:
         """The network's output for one chip: dlib's `compute_face_descriptor` of that chip (what the parity

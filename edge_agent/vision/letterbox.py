@@ -153,13 +153,18 @@ def _even_spans(start: int, stop: int, tile: float, overlap: float) -> list[tupl
         return [(start, stop)]
     count = math.ceil((length - overlap) / (tile - overlap))
     step = (length - tile) / (count - 1) if count > 1 else 0.0
-    return [(start + round(i * step), min(stop, start + round(i * step + tile))) for i in range(count)]
+    return _spans(start, stop, count, tile, step)
 
 
 def _tile_axis(start: int, stop: int, count: int, overlap: float) -> list[tuple[int, int]]:
     length = stop - start
     tile = length / (count - (count - 1) * overlap)
-    step = tile * (1.0 - overlap)
+    return _spans(start, stop, count, tile, tile * (1.0 - overlap))
+
+
+def _spans(start: int, stop: int, count: int, tile: float, step: float) -> list[tuple[int, int]]:
+    """`count` spans of length `tile`, `step` apart from `start`, the last one ending at `stop`; each at
+    least one pixel and inside start..stop."""
     spans = []
     for i in range(count):
         a = min(start + round(i * step), stop - 1)

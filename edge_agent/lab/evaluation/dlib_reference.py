@@ -17,6 +17,7 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.lab.fingerprint import source_fingerprint
 from edge_agent.types import RGBImage
 from edge_agent.vision.align import CHIP_PADDING, CHIP_SIZE
+from edge_agent.vision.embed import mean_of_chip_and_mirror
 from edge_agent.vision.pick import Pick, pick_face
 
 
@@ -67,8 +68,7 @@ class DlibPipeline:
     def describe_chip_and_mirror(self, chip: RGBImage) -> npt.NDArray[np.float32]:
         """dlib's network under the project's `chip_and_mirror` views rule: the mean of its descriptors of
         the chip and of the chip mirrored left to right (to compare like with like)."""
-        mirrored = np.ascontiguousarray(chip[:, ::-1])
-        return ((self.describe_chip(chip) + self.describe_chip(mirrored)) / 2).astype(np.float32)
+        return mean_of_chip_and_mirror(self.describe_chip, chip)
 
     def describe(self, image: RGBImage, pick: Pick = "centre") -> npt.NDArray[np.float32] | None:
         face = self.face(image, pick)
