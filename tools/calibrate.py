@@ -11,10 +11,10 @@ Procedure (the numbers land in `models/manifest.toml` under `[calibration."<file
 3. Impostor distances: every pair of photos of different people (about 5.9 million pairs; they are not
    independent, since each photo takes part in thousands of them: the confidence bound below assumes
    independence and is therefore optimistic). Genuine distances: the CSV's 1,100 same-person pairs.
-4. For each target FMR in 1e-2, 1e-3, 1e-4, 1e-5: the largest threshold whose observed FMR is at most the
-   target (match = distance < threshold), the observed false matches, the one-sided 95% Clopper-Pearson
-   upper bound on the FMR, whether the pair count resolves the target (>= 3 / target pairs), and the share
-   of the genuine pairs accepted.
+4. For each target FMR of `CALIBRATED_FMRS` (1e-2 to 1e-6 in half decades): the largest threshold whose
+   observed FMR is at most the target (match = distance < threshold), the observed false matches, the
+   one-sided 95% Clopper-Pearson upper bound on the FMR, whether the pair count resolves the target
+   (>= 3 / target pairs), and the share of the genuine pairs accepted.
 
 Run from the repository root with the project venv (dlib is not needed):
 
