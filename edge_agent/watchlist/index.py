@@ -31,10 +31,31 @@ from edge_agent.errors import EdgeAgentError
 from edge_agent.face_metric import FaceMetric
 
 IndexDtype = Literal["f32", "f16", "i8"]
-# Search breadth (HNSW ef). At 1M vectors f16 keeps 0.91 of the correct own-template answers at 256 vs
-# 0.74 at usearch's default 64, for 1.6 ms instead of 0.5 ms per search (docs/benchmarks.md).
-EXPANSION_SEARCH = 256
 F32 = npt.NDArray[np.float32]
+
+# How the index searches, by its size. Measured on the watchlist bench's vectors (real lfw-devtrain
+# templates among mixture distractors, f16, one thread, the share of probes whose own template is among
+# the 32 candidates returned; docs/benchmarks.md, "Watchlist search"):
+# - up to 10,000 templates an exact scan (usearch's SIMD brute force) is as fast as the graph (0.24 ms at
+#   10k) and never misses; it also spares small watchlists a graph built on many threads at once, which
+#   lost 1.8 % of the own templates at 807 vectors;
+# - above, HNSW with connectivity 32 and expansion_add 64 (connectivity 16 / 40 kept 0.908 of them at 1M
+#   and ef 256), searched wider as the graph grows: at 1M, ef 384 keeps 0.997 in 3.7 ms (p50), ef 64 0.917
+#   in 0.8 ms; the 1M build takes 296 s on 2 cores.
+EXACT_UP_TO = 10_000
+CONNECTIVITY = 32
+EXPANSION_ADD = 64
+BREADTH_BY_SIZE = ((50_000, 128), (200_000, 192))  # (up to this many vectors, ef); larger: WIDEST
+WIDEST = 384
+
+
+def search_breadth(size: int) -> int:
+    """HNSW expansion_search for an index of `size` vectors: recall of the templates that make true
+    matches first, then speed (docs/benchmarks.md, "Watchlist search")."""
+    for up_to, breadth in BREADTH_BY_SIZE:
+        if size <= up_to:
+            return breadth
+    return WIDEST
 
 
 class TemplateIndex:
@@ -57,13 +78,17 @@ class TemplateIndex:
         self.deleted_on_disk = deleted_on_disk
         """How many deleted (marked, not erased) vectors the file this index was loaded from holds."""
         self._index = index
-        self._index.expansion_search = EXPANSION_SEARCH  # type: ignore[misc]  # settable at run time
 
     @classmethod
     def empty(cls, path: Path, dimensions: int, dtype: IndexDtype, metric: FaceMetric) -> TemplateIndex:
-        return cls(
-            path, dimensions, dtype, metric, Index(ndim=dimensions, metric=metric.usearch_kind, dtype=dtype)
+        index = Index(
+            ndim=dimensions,
+            metric=metric.usearch_kind,
+            dtype=dtype,
+            connectivity=CONNECTIVITY,
+            expansion_add=EXPANSION_ADD,
         )
+        return cls(path, dimensions, dtype, metric, index)
 
     @classmethod
     def build(
@@ -76,7 +101,7 @@ class TemplateIndex:
         vectors: F32,
     ) -> TemplateIndex:
         """A fresh index of exactly these vectors (not saved). O(N log N): HNSW is built anew, about
-        125 s for 1M f16 vectors on an 8-core x86 (docs/benchmarks.md), well under a second at 10k."""
+        5 min for 1M f16 vectors on 2 x86 cores (docs/benchmarks.md), well under a second at 10k."""
         fresh = cls.empty(path, dimensions, dtype, metric)
         fresh.add(keys, vectors)
         return fresh
@@ -115,7 +140,12 @@ class TemplateIndex:
         """Up to `count` nearest template ids and their distances in the index's metric, nearest first."""
         if len(self._index) == 0 or count < 1:
             return np.zeros(0, np.int64), np.zeros(0, np.float32)
-        found = self._index.search(vector.astype(np.float32), min(count, len(self._index)))
+        size = len(self._index)
+        if size <= EXACT_UP_TO:
+            found = self._index.search(vector.astype(np.float32), min(count, size), exact=True)
+        else:
+            self._index.expansion_search = max(search_breadth(size), count)  # type: ignore[misc]
+            found = self._index.search(vector.astype(np.float32), min(count, size))
         keys = np.asarray(found.keys, dtype=np.int64)
         return keys, self.metric.from_index(found.distances)
 

@@ -21,6 +21,8 @@ from edge_agent.watchlist.index import TemplateIndex
 from edge_agent.watchlist.records import Match, utc_text
 from edge_agent.watchlist.tables import F32, Clock, stored_vector
 
+CANDIDATES = 32  # templates the index proposes for a search of one subject (k=1), each re-scored exactly
+
 
 def nearest_subjects(
     conn: sqlite3.Connection,
@@ -36,7 +38,7 @@ def nearest_subjects(
     if probe.ndim != 1 or probe.shape[0] != index.dimensions:
         raise EdgeAgentError(f"a probe must have {index.dimensions} values, got shape {tuple(probe.shape)}")
     now = clock()
-    count = max(4 * k, 32)
+    count = max(4 * k, CANDIDATES)
     while True:
         keys, _ = index.search(probe, count)
         matches = _best_per_subject(conn, db_path, model_id, index, probe, keys, now)

@@ -8,6 +8,8 @@ import numpy as np
 
 from edge_agent.lab.bench.watchlist import SECTION_KEY, SECTION_TITLE, WatchlistBench
 from edge_agent.lab.bench.watchlist_vectors import DIMENSIONS, ROW_CHUNK
+from edge_agent.watchlist.index import EXACT_UP_TO, search_breadth
+from edge_agent.watchlist.search import CANDIDATES
 
 
 def _mib(value: int | None) -> str:
@@ -28,6 +30,7 @@ def format_table(result: WatchlistBench) -> str:
     lines = [
         *_settings(result),
         *_cost_table(result),
+        *_per_100k(result),
         *_accuracy_table(result),
         *_distribution_table(result),
         *_load_table(result),
@@ -65,7 +68,11 @@ def _settings(result: WatchlistBench) -> list[str]:
 
 def _cost_table(result: WatchlistBench) -> list[str]:
     base = result.baseline
+    agent_ef = search_breadth(result.size + result.real.enrolled)
     lines = [
+        f"The agent's own setting at this size: ef {agent_ef} (`edge_agent/watchlist/index.py`; an exact "
+        f"scan up to {EXACT_UP_TO:,} templates); its rows are marked *.",
+        "",
         "| search | ef | build s | disk MiB | memory MiB | p50 ms | p99 ms "
         "| speed-up vs numpy exact (ratio) |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -74,14 +81,37 @@ def _cost_table(result: WatchlistBench) -> list[str]:
         build = "-" if run.build_seconds is None else f"{run.build_seconds:.1f}"
         ratio = base.p50_ms / run.p50_ms
         lines.append(
-            f"| {run.name} | {run.expansion_search or '-'} | {build} | {_mib(run.disk_bytes)} | "
+            f"| {run.name} | {_ef(run.expansion_search, agent_ef)} | {build} | {_mib(run.disk_bytes)} | "
             f"{_mib(run.memory_bytes)} | {run.p50_ms:.3f} | {run.p99_ms:.3f} | {ratio:.1f} |"
         )
     return lines
 
 
+def _per_100k(result: WatchlistBench) -> list[str]:
+    """Memory and disk per 100,000 templates of each index built, so a small board's limit can be read."""
+    vectors = result.size + result.real.enrolled
+    lines = []
+    for run in result.runs:
+        if run.disk_bytes is None or run.expansion_search != result.runs[-1].expansion_search:
+            continue
+        lines.append(
+            f"- {run.name}: {run.memory_bytes / vectors * 1e5 / 2**20:,.1f} MiB of memory and "
+            f"{run.disk_bytes / vectors * 1e5 / 2**20:,.1f} MiB on disk per 100,000 templates (connectivity "
+            f"{result.hnsw.connectivity}); the templates in SQLite add 100,000 x 512 bytes (49 MiB) of "
+            "float32 vectors plus their rows."
+        )
+    return ["", *lines] if lines else []
+
+
+def _ef(expansion: int | None, agent_ef: int) -> str:
+    if expansion is None:
+        return "-"
+    return f"{expansion}*" if expansion == agent_ef else str(expansion)
+
+
 def _accuracy_table(result: WatchlistBench) -> list[str]:
     base = result.baseline
+    agent_ef = search_breadth(result.size + result.real.enrolled)
     lines = [
         "",
         "Recall@1: share of queries whose answer is the exact nearest vector (ground truth: float32 GEMM "
@@ -93,23 +123,25 @@ def _accuracy_table(result: WatchlistBench) -> list[str]:
         "distance| of a returned vector. Own-template probes: those whose exact answer is their own "
         "template (the searches that can produce a correct match at all).",
         "",
-        "| search | ef | recall@1 random | recall@1 real probes | recall@1 own-template probes | rank-1 "
+        "| search | ef | recall@1 random | recall@1 real probes | recall@1 own-template probes | "
+        f"own template among the {CANDIDATES} candidates the agent re-scores | rank-1 "
         "| matched | false alarm | distance error |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for run in result.runs:
         ident = run.identification
         exact = run is base
         lines.append(
-            f"| {run.name} | {run.expansion_search or '-'} | "
+            f"| {run.name} | {_ef(run.expansion_search, agent_ef)} | "
             f"{'exact' if exact else _share(run.random_recall)} | "
             f"{'exact' if exact else _share(run.probe_recall)} | "
-            f"{'exact' if exact else _share(run.own_recall)} | {_share(ident.rank1)} | "
+            f"{'exact' if exact else _share(run.own_recall)} | "
+            f"{'exact' if exact else _share(run.own_in_candidates)} | {_share(ident.rank1)} | "
             f"{_share(ident.matched)} | {_share(ident.false_alarm)} | {run.max_distance_error:.2g} |"
         )
     g = result.gallery_only
     lines += [
-        "| enrolled templates only, no distractors (numpy exact) | - | - | - | - | "
+        "| enrolled templates only, no distractors (numpy exact) | - | - | - | - | - | "
         f"{_share(g.rank1)} | {_share(g.matched)} | {_share(g.false_alarm)} | - |",
     ]
     return lines
@@ -221,4 +253,5 @@ def section_body(result: WatchlistBench, command: str) -> str:
 def write_report(result: WatchlistBench, doc: Path, command: str) -> None:
     from edge_agent.lab.markdown import write_section
 
-    write_section(doc, SECTION_KEY, section_body(result, command))
+    key = SECTION_KEY if result.size == 1_000_000 else f"{SECTION_KEY}-{result.size}"
+    write_section(doc, key, section_body(result, command))

@@ -16,6 +16,8 @@ from usearch.index import Index, Matches
 from edge_agent.errors import EdgeAgentError
 from edge_agent.lab.bench.watchlist_exact import ExactAnswers, numpy_nearest, single_thread_blas
 from edge_agent.lab.bench.watchlist_vectors import DIMENSIONS, F32, F64, I64, BenchVectors
+from edge_agent.watchlist.index import CONNECTIVITY, EXPANSION_ADD
+from edge_agent.watchlist.search import CANDIDATES
 
 IndexDtype = Literal["f32", "f16", "i8"]
 
@@ -29,9 +31,9 @@ class HnswSettings:
     """usearch's graph settings. `expansion_search` is a tuple because it can change after the build at
     no cost: each value is one row of the report (the recall/latency trade-off of one graph)."""
 
-    connectivity: int = 16
-    expansion_add: int = 40
-    expansion_search: tuple[int, ...] = (64, 256, 1024)
+    connectivity: int = CONNECTIVITY  # the agent's own graph (edge_agent/watchlist/index.py)
+    expansion_add: int = EXPANSION_ADD
+    expansion_search: tuple[int, ...] = (64, 128, 192, 384)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ class SearchRun:
     random_recall: float
     probe_recall: float
     own_recall: float  # recall@1 on the probes whose exact answer is their own enrolled template
+    own_in_candidates: float  # ... their own template among the CANDIDATES the agent's search re-scores
     identification: Identification
     max_distance_error: float  # |reported Euclidean distance - float64 distance of the returned key|
 
@@ -148,6 +151,7 @@ def run_numpy_baseline(truth: Truth, norms: F32, timed_queries: int) -> tuple[Se
         random_recall=1.0,
         probe_recall=1.0,
         own_recall=1.0,
+        own_in_candidates=1.0,
         identification=_identification(probe_truth.keys, probe_truth.distances, vectors, truth.threshold),
         max_distance_error=worst_gap,
     )
@@ -191,6 +195,9 @@ def run_usearch(
                 random_recall=_recall(found[:q], random_truth.keys),
                 probe_recall=_recall(found[q:], probe_truth.keys),
                 own_recall=_recall(found[q:][own], probe_truth.keys[own]),
+                own_in_candidates=_among_candidates(
+                    built.index, expansion, vectors.probes[own], probe_truth.keys[own]
+                ),
                 identification=_identification(found[q:], true[q:], vectors, truth.threshold),
                 max_distance_error=float(np.abs(euclidean - true).max()) if len(true) else 0.0,
             )
@@ -247,6 +254,20 @@ def _timed_searches(index: Index, expansion: int, queries: F32) -> tuple[I64, F6
         seconds.append(time.perf_counter() - t0)
     cpu_per_wall = (time.process_time() - cpu0) / max(time.perf_counter() - wall0, 1e-9)
     return found, reported, seconds, cpu_per_wall
+
+
+def _among_candidates(index: Index, expansion: int, probes: F32, truth: I64) -> float:
+    """Share of the probes whose true key is among the `CANDIDATES` nearest the index returns: what the
+    agent's watchlist search sees, since it re-scores that many candidates exactly (watchlist/search.py)."""
+    if len(truth) == 0:
+        return float("nan")
+    index.expansion_search = max(expansion, CANDIDATES)  # type: ignore[misc]
+    hits = [
+        int(key) in np.asarray(index.search(probe, CANDIDATES, threads=1).keys)
+        for probe, key in zip(probes, truth, strict=True)
+    ]
+    index.expansion_search = expansion  # type: ignore[misc]
+    return float(np.mean(hits))
 
 
 def _recall(found: I64, truth: I64) -> float:
