@@ -132,13 +132,14 @@ class Agent:
             runner.start()
             self.notifier.ready(f"watching camera {settings.camera.id}")
             logger.info(
-                "running: camera %s (%s), %d watchlist subjects, threshold %.4f at false-match rate %g",
+                "running: camera %s (%s), %d watchlist subjects; operating point: %s",
                 settings.camera.id,
                 redact(settings.camera.source),
                 watchlist.stats().live_subjects,
-                pipeline.threshold,
-                settings.embedder.target_fmr,
+                pipeline.operating.summary(),
             )
+            if pipeline.operating.problem is not None:
+                logger.warning("operating point: %s", pipeline.operating.problem)
             self._loop(pipeline, publisher, store, source)
         finally:
             self._shut_down(pipeline, publisher, store, runner)
@@ -311,11 +312,12 @@ class Agent:
         runner = self.runner
         assert runner is not None
         oldest = store.oldest_age_s()
+        uptime_s = time.monotonic() - self.started_at
         return HealthMessage(
             device_id=self.settings.device_id,
             camera_id=self.settings.camera.id,
             at=datetime.now(UTC),
-            uptime_s=round(time.monotonic() - self.started_at, 3),
+            uptime_s=round(uptime_s, 3),
             fps=round(pipeline.clock.take_fps(), 3),
             camera=CameraHealth(
                 state=runner.state,
@@ -333,6 +335,7 @@ class Agent:
             counters=Counters(**pipeline.counters.as_dict()),
             last_match_at=pipeline.last_match_at,
             storage=Storage(events=store.faults.health(), watchlist=pipeline.watchlist_storage),
+            operating_point=pipeline.operating_health(uptime_s),
             cpu_temp_c=cpu_temperature_c(),
             rss_mib=round(rss_mib(), 1),
         )

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from edge_agent.cli.agent import add_agent_commands
 from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, given, positive_int, settings_from
 from edge_agent.cli.bench import add_live_bench_commands
+from edge_agent.cli.bench_false_alerts import add_false_alert_bench
 from edge_agent.cli.faces import Tally, add_face_commands, frames_of
 from edge_agent.cli.fleet import add_fleet_commands
 from edge_agent.cli.options import (
@@ -36,9 +37,9 @@ from edge_agent.types import KEYPOINT_NAMES, Face, Frame
 
 if TYPE_CHECKING:
     from edge_agent.config import Settings
+    from edge_agent.engine.budget import PointLoad
     from edge_agent.lab.bench.detect import BenchResult
     from edge_agent.lab.bench.detect_scene import SceneResult
-    from edge_agent.vision.faces import FacePipeline
     from edge_agent.vision.manifest import ModelCatalog
 
 
@@ -131,10 +132,14 @@ def _add_bench_commands(commands: Any) -> None:
     bench_watchlist.add_argument("--size", type=positive_int, default=1_000_000, help="distractor vectors")
     bench_watchlist.add_argument("--probes", type=positive_int, default=1000, help="random synthetic queries")
     bench_watchlist.add_argument("--seed", type=int, default=0)
+    bench_watchlist.add_argument(
+        "--dtypes", type=_dtypes, default=("f16",), help="index dtypes to build: f32,f16,i8 (default f16)"
+    )
     bench_watchlist.add_argument("--output", type=Path, default=Path("docs/benchmarks.md"))
     bench_watchlist.add_argument("--no-write", action="store_true", help="print only")
     bench_watchlist.set_defaults(handler=_cmd_bench_watchlist)
     add_live_bench_commands(bench_commands)
+    add_false_alert_bench(bench_commands)
 
 
 def _add_scene_options(bench_detect: argparse.ArgumentParser) -> None:
@@ -335,11 +340,17 @@ def _cmd_bench_watchlist(args: argparse.Namespace) -> int:
     from edge_agent.lab.bench.watchlist_report import format_table, write_report
 
     result = run_watchlist_bench(
-        args.faces, args.size, args.probes, args.seed, progress=lambda line: print(line, file=sys.stderr)
+        args.faces,
+        args.size,
+        args.probes,
+        args.seed,
+        dtypes=args.dtypes,
+        progress=lambda line: print(line, file=sys.stderr),
     )
     print(format_table(result))
     if not args.no_write:
-        write_report(result, args.output, f"edge-agent bench watchlist --size {args.size}")
+        dtypes = "" if args.dtypes == ("f16",) else f" --dtypes {','.join(args.dtypes)}"
+        write_report(result, args.output, f"edge-agent bench watchlist --size {args.size}{dtypes}")
         print(f"written to {args.output}")
     return EXIT_OK
 
@@ -372,18 +383,16 @@ def _cmd_demo(args: argparse.Namespace) -> int:
             )
         for drawn in summary.drawn:
             print(f"    drawn: {drawn}")
-    point = pipeline.embedder.operating_point
     with tempfile.TemporaryDirectory(prefix="edge-agent-demo-") as scratch:
         print(
             f"live agent: the kit photos enrolled in a throw-away watchlist in {scratch} (deleted afterwards)"
         )
         result = run_live_demo(settings, pipeline, kit, Path(scratch))
     where = f"local mosquitto on {result.broker}" if result.broker else "no mosquitto found: no broker"
-    print(
-        f"  {result.clip.name}: {result.frames} frames, {result.tracks} tracks; {where}; "
-        f"threshold {point.threshold:.3f} at false-match rate {point.target_fmr:g}, "
-        f"{settings.decision.k} of {settings.decision.n} looks must agree{_single_look(settings, pipeline)}"
-    )
+    print(f"  {result.clip.name}: {result.frames} frames, {result.tracks} tracks; {where}")
+    if result.operating is not None:
+        print(f"  operating point: {result.operating.summary()}")
+        print(f"  decision: {_decision_rule(settings, result.operating.chosen)}")
     names = dict(result.enrolled)
     for event in result.events:
         print(
@@ -410,6 +419,14 @@ def _default_faces_dir() -> Path:
     return Path(os.environ.get("EDGE_AGENT_TEST_FACES", "../shared/faces"))
 
 
+def _dtypes(text: str) -> tuple[str, ...]:
+    chosen = tuple(part.strip() for part in text.split(",") if part.strip())
+    unknown = [part for part in chosen if part not in ("f32", "f16", "i8")]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(f"dtypes are f32, f16 and i8, got {text!r}")
+    return chosen
+
+
 def _int_list(text: str) -> list[int]:
     return [positive_int(part) for part in text.split(",") if part.strip()]
 
@@ -420,17 +437,13 @@ def _stated_rate(event: dict[str, Any]) -> str:
     return f"{rate['target']:g}" if isinstance(rate, dict) else "?"
 
 
-def _single_look(settings: Settings, pipeline: FacePipeline) -> str:
-    """ ", or one look under T (rate R)" when a single strong look may decide (engine.vote)."""
-    from edge_agent.engine.vote import decision_points
-
-    embedder = pipeline.embedder
-    _, single = decision_points(
-        embedder.operating_point, embedder.calibration, settings.decision.single_look_fmr
-    )
+def _decision_rule(settings: Settings, load: PointLoad) -> str:
+    """ "3 of 5 looks under T, or one look under T' (rate R)" for the demo's summary (engine.vote)."""
+    rule = f"{settings.decision.k} of {settings.decision.n} looks under {load.point.threshold:.3f}"
+    single = load.single_look
     if single is None:
-        return ""
-    return f", or one look under {single.threshold:.3f} (rate {single.target_fmr:g})"
+        return rule
+    return f"{rule}, or one look under {single.threshold:.3f} (rate {single.target_fmr:g})"
 
 
 def _tiles(text: str) -> tuple[int, int]:

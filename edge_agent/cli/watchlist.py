@@ -14,6 +14,11 @@ from typing import Any
 
 from edge_agent.cli.args import EXIT_OK, open_watchlist, settings_from
 from edge_agent.cli.audit import add_audit_commands
+from edge_agent.cli.operating_point import (
+    add_operating_point_command,
+    operating_point_for,
+    report_operating_point,
+)
 from edge_agent.cli.options import with_progress
 from edge_agent.cli.watchlist_text import stats_text, subject_text
 from edge_agent.errors import EdgeAgentError
@@ -96,6 +101,7 @@ def _add_subject_commands(sub: Any) -> None:
 
     stats = sub.add_parser("stats", help="counts, index and audit head")
     stats.set_defaults(handler=_cmd_stats)
+    add_operating_point_command(sub)
 
 
 def _add_bundle_commands(sub: Any) -> None:
@@ -150,10 +156,11 @@ def _cmd_enroll(args: argparse.Namespace) -> int:
         raise EdgeAgentError(batch.refusal(len(args.photos)))
     with open_watchlist(settings, pipeline.embedder) as watchlist:
         enrolled = watchlist.enroll(subject, batch.templates)
-    print(
-        f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
-        f"expires {enrolled.expires_at}"
-    )
+        print(
+            f"enrolled {enrolled.id} {enrolled.display_name!r}: {enrolled.templates} template(s), "
+            f"expires {enrolled.expires_at}"
+        )
+        report_operating_point(settings, watchlist)
     return EXIT_OK
 
 
@@ -193,9 +200,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
 
 
 def _cmd_remove(args: argparse.Namespace) -> int:
-    with open_watchlist(settings_from(args)) as watchlist:
+    settings = settings_from(args)
+    with open_watchlist(settings) as watchlist:
         subject = watchlist.remove(args.id, _actor(args), args.why)
-    print(f"removed {subject.id} {subject.display_name!r}: templates and index vectors deleted")
+        print(f"removed {subject.id} {subject.display_name!r}: templates and index vectors deleted")
+        report_operating_point(settings, watchlist)
     return EXIT_OK
 
 
@@ -218,8 +227,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
     if not faces:
         raise EdgeAgentError(f"{args.photo}: no face found")
     thresholds = pipeline.embedder.calibration.thresholds if pipeline.embedder.calibration else ()
-    threshold = pipeline.embedder.threshold
     with open_watchlist(settings, pipeline.embedder) as watchlist:
+        point = operating_point_for(settings, watchlist).chosen.point  # the live agent's, at this size
+        threshold = point.threshold
         for number, face in enumerate(faces, start=1):
             matches = watchlist.search(face.descriptor, args.k or settings.watchlist.search_k)
             box = [round(v) for v in face.face.box.as_list()]
@@ -248,11 +258,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
                 )
             if not rows:
                 print("  (the watchlist is empty)")
-    print(
-        f"match = distance < {threshold:.4f} "
-        f"(false-match rate {pipeline.embedder.operating_point.target_fmr:g})",
-        file=sys.stderr,
-    )
+    print(f"match = distance < {threshold:.4f} (false-match rate {point.target_fmr:g})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -312,7 +318,8 @@ def _cmd_import(args: argparse.Namespace) -> int:
         raise EdgeAgentError(f"{args.bundle}: {exc.strerror}") from None
     with open_watchlist(settings) as watchlist:
         added = import_bundle(watchlist, data, settings.watchlist.trusted_keys, _actor(args))
-    print(f"{len(added)} subject(s) imported from {args.bundle}")
+        print(f"{len(added)} subject(s) imported from {args.bundle}")
+        report_operating_point(settings, watchlist)
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ from edge_agent import agent_version
 from edge_agent.capture.runner import Captured
 from edge_agent.config import Settings
 from edge_agent.engine import stages
+from edge_agent.engine.budget import OperatingPoint, choose_operating_point, configured_point
 from edge_agent.engine.clock import StageClock
 from edge_agent.engine.counters import RunCounters
 from edge_agent.engine.detection import DetectionSchedule
@@ -31,9 +32,9 @@ from edge_agent.engine.match_audit import MatchAudit
 from edge_agent.engine.match_event import EventFactory
 from edge_agent.engine.stages import EventSink
 from edge_agent.engine.tracking import Tracker
-from edge_agent.engine.vote import TemporalVote, decision_points
+from edge_agent.engine.vote import TemporalVote
 from edge_agent.errors import ModelError
-from edge_agent.events.schema import MatchEvent, StorageHealth
+from edge_agent.events.schema import MatchEvent, OperatingPointHealth, StorageHealth
 from edge_agent.types import Box, Candidate, Frame
 from edge_agent.vision.embed import Descriptor
 from edge_agent.vision.faces import FacePipeline
@@ -93,6 +94,9 @@ class LivePipeline:
         self.actor = f"edge-agent:{settings.device_id}"
         self.match_topic = match_topic
         self.counters = RunCounters()
+        self._fixed_fmr: float | None = None  # a fleet `set_target_fmr` overrides the configuration
+        self.operating = self._operating_point()
+        self._searched_templates = len(watchlist.index)
         self._start_tracks()
         self.events = EventFactory(
             settings.device_id,
@@ -127,10 +131,26 @@ class LivePipeline:
         return self.audit.faults.health()
 
     def set_target_fmr(self, target: float) -> float:
-        """A calibrated target false-match rate for the embedder and the vote; returns the new threshold."""
-        threshold = self.faces.embedder.use_target(target).threshold
+        """A fixed calibrated false-match rate for the embedder and the vote, whatever the watchlist's size
+        (a fleet `set_target_fmr` overrides the budget); returns the new threshold."""
+        self.faces.embedder.use_target(target)  # an uncalibrated rate is refused before anything changes
+        self._fixed_fmr = target
+        self.refresh_operating_point()
+        return self.faces.embedder.threshold
+
+    def refresh_operating_point(self) -> OperatingPoint:
+        """The operating point for the watchlist as it is now (after an enrolment, a removal, an expiry or
+        a bundle: the budget's threshold follows its size); the embedder and the vote use it from the next
+        look on."""
+        before = self.operating
+        self.operating = self._operating_point()
+        self._searched_templates = len(self.watchlist.index)
         self.vote.set_points(*self._decision_points())
-        return threshold
+        if self.operating.chosen != before.chosen:
+            logger.info("operating point: %s", self.operating.summary())
+        if self.operating.problem is not None and self.operating.problem != before.problem:
+            logger.warning("operating point: %s", self.operating.problem)
+        return self.operating
 
     def status(self) -> dict[str, Any]:
         """The answer to a fleet `request_status`: aggregate numbers only."""
@@ -149,9 +169,27 @@ class LivePipeline:
             }
         }
 
+    def operating_health(self, uptime_s: float) -> OperatingPointHealth:
+        """The operating point for health; the measured tracks a day once an hour of frames is behind."""
+        op, load = self.operating, self.operating.chosen
+        measured = None if uptime_s < 3600.0 else round(self.counters.tracks * 86400.0 / uptime_s, 1)
+        return OperatingPointHealth(
+            mode="budget" if op.budget is not None else "target_fmr",
+            target_fmr=load.point.target_fmr,
+            threshold=load.point.threshold,
+            single_look_fmr=None if load.single_look is None else load.single_look.target_fmr,
+            faces_per_day=load.faces_per_day,
+            tracks_per_day_measured=measured,
+            budget_false_alerts_per_day=op.budget,
+            budget_met=op.budget_met,
+            problem=op.problem,
+            **load.alert_figures(),
+        )
+
     def replace_watchlist(self, watchlist: Watchlist) -> Watchlist:
         """Swap in a reopened watchlist; returns the old one for the caller to close."""
         old, self.matcher = self.matcher.watchlist, Matcher(watchlist)
+        self.refresh_operating_point()
         return old
 
     def reopen_watchlist(self) -> Watchlist:
@@ -163,7 +201,10 @@ class LivePipeline:
 
     def write_watchlist(self, doing: str, write: Callable[[Watchlist], object]) -> bool:
         """One write on the live watchlist; a storage fault is a state in health, not an exception (False)."""
-        return self.audit.guarded(doing, write)
+        written = self.audit.guarded(doing, write)
+        if written:
+            self.refresh_operating_point()
+        return written
 
     def purge_expired(self) -> int | None:
         """How many expired subjects were purged (their vectors leave the index); None when the watchlist
@@ -184,6 +225,8 @@ class LivePipeline:
     def process(self, captured: Captured) -> list[MatchEvent]:
         frame = captured.frame
         self._follow_timeline(frame)
+        if len(self.watchlist.index) != self._searched_templates:  # enrolled or retired in this process
+            self.refresh_operating_point()
         with self.clock.time("detect"):
             windows = self.detection.windows(frame.width, frame.height, self._unsettled_boxes())
             faces = self.faces.detector.detect_in(frame.image, windows)
@@ -246,11 +289,22 @@ class LivePipeline:
             self.counters,
         )
 
+    def _operating_point(self) -> OperatingPoint:
+        """The budget's (or the fixed rate's) point for the live watchlist, set on the embedder."""
+        calibration = self.faces.embedder.calibration
+        if calibration is None:
+            raise ModelError(f"{self.faces.embedder.model.file} was loaded without its calibration")
+        templates, decision = self.watchlist.live_templates(), self.settings.decision
+        if self._fixed_fmr is not None:
+            chosen = choose_operating_point(calibration, templates, decision, self._fixed_fmr)
+        else:
+            chosen = configured_point(calibration, templates, decision, self.settings.embedder.target_fmr)
+        self.faces.embedder.use_target(chosen.chosen.point.target_fmr)
+        return chosen
+
     def _decision_points(self) -> tuple[FmrThreshold, FmrThreshold | None]:
-        """The embedder's operating point, and the stricter one a single look may decide at."""
-        embedder = self.faces.embedder
-        single_fmr = self.settings.decision.single_look_fmr
-        return decision_points(embedder.operating_point, embedder.calibration, single_fmr)
+        """The operating point, and the stricter one a single look may decide at."""
+        return self.operating.chosen.point, self.operating.chosen.single_look
 
     def _decide(self, shot: Shot, captured: Captured) -> MatchEvent | None:
         with self.clock.time("search"):
@@ -260,7 +314,7 @@ class LivePipeline:
         decision = self.vote.add(candidate, shot)
         if decision is None:
             return None
-        event = self.events.event(decision)
+        event = self.events.event(decision, self.operating.chosen)
         # Held in memory (not sent) when the event store cannot be written: see EventStore.commit_or_hold.
         # The review copy keeps every agreeing shot's embedding, so a reviewer's false-match verdict can
         # cover the look-alike's other views, not only the best one (edge_agent.fleet.device `review`).

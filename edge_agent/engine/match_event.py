@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 import cv2
 
 from edge_agent import agent_version
+from edge_agent.engine.budget import PointLoad
 from edge_agent.engine.identity import Shot
 from edge_agent.engine.vote import Decision
 from edge_agent.errors import EdgeAgentError
@@ -42,7 +43,9 @@ class EventFactory:
     display_name: Callable[[str], str] | None = None  # subject id -> name; None: names stay off the event
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
 
-    def event(self, decision: Decision[Shot]) -> MatchEvent:
+    def event(self, decision: Decision[Shot], load: PointLoad) -> MatchEvent:
+        """The event for `decision`, with the false alerts a day expected at the operating point `load`
+        (the vote's point pair as a whole, whichever of its two points decided)."""
         shot = decision.best_item
         embedder = self.faces.embedder
         point = decision.point  # the calibrated threshold the deciding looks passed (engine.vote)
@@ -60,7 +63,10 @@ class EventFactory:
             distance=round(decision.distance, 6),
             threshold=point.threshold,
             false_match_rate=FalseMatchRate(
-                target=point.target_fmr, upper_95=point.fmr_upper_95, calibrated_on=calibrated_on
+                target=point.target_fmr,
+                upper_95=point.fmr_upper_95,
+                calibrated_on=calibrated_on,
+                **load.alert_figures(),
             ),
             frames_agreeing=decision.frames_agreeing,
             frames_seen=decision.frames_seen,

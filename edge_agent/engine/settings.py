@@ -5,6 +5,8 @@ A base module (pydantic, `edge_agent.section` and the vision settings only), com
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from edge_agent.section import Section
@@ -61,14 +63,44 @@ class TrackingSettings(Section):
 
 
 class DecisionSettings(Section):
-    """The temporal vote: a match needs k of a track's last n embeddings to agree."""
+    """The operating point (a false-alert budget, or a fixed rate) and the temporal vote: a match needs k
+    of a track's last n embeddings to agree, or one much stricter look."""
 
+    operating_point: Literal["budget", "target_fmr"] = Field(
+        "budget",
+        description='"budget": the threshold follows the watchlist\'s size to keep false_alerts_per_day '
+        '(engine/budget.py); "target_fmr": the fixed embedder.target_fmr, whatever the size.',
+    )
+    false_alerts_per_day: float = Field(
+        1.0,
+        gt=0.0,
+        le=1e6,
+        description="The budget: false alerts a day this camera may raise, at the 95 % upper bound of the "
+        "calibrated false-match rate. The loosest calibrated point within it is used.",
+    )
+    faces_per_day: float = Field(
+        1000.0,
+        gt=0.0,
+        le=1e9,
+        description="Strangers' tracks this camera sees a day (people passing, counted once per pass); "
+        "health shows the rate the device measures (tracks_per_day_measured) to compare with.",
+    )
+    track_factor: float = Field(
+        1.0,
+        gt=0.0,
+        le=1000.0,
+        description="False alerts per stranger's track, per template and unit of false-match rate: what the "
+        "vote makes of a track's looks. Measured by `edge-agent bench false-alerts` on lfw-devtrain "
+        "stranger tracks (docs/benchmarks.md); measure it on your own scene the same way.",
+    )
     k: int = Field(3, ge=1, le=100, description="Embeddings that must agree on the same subject.")
     n: int = Field(5, ge=1, le=100, description="How many of a track's latest embeddings are counted.")
     single_look_fmr: TargetFmr | None = Field(
         1e-5,
-        description="One look under the threshold calibrated for this stricter false-match rate decides at "
-        "once (the event then states this rate); none, or a rate not stricter than the target, needs k of n.",
+        description='With operating_point = "target_fmr": one look under the threshold calibrated for this '
+        "stricter false-match rate decides at once (the event then states this rate); none, or a rate not "
+        "stricter than the target, needs k of n. Under a budget a single look decides at the rate ten times "
+        "stricter than the operating point.",
     )
     cooldown_s: float = Field(
         60.0,

@@ -6,10 +6,10 @@ somebody on the list. So a look counts by its strength:
 - **k of n**: k of the track's last n looks name the same subject under the threshold calibrated for the
   target false-match rate. The event states that rate (the per-comparison rate of the threshold every
   agreeing look passed; not raised to the k-th power, because looks of one face are not independent).
-- **one strong look**: a single look under the threshold calibrated for the stricter `single_look_fmr`
-  (1e-5 beside the default target 1e-4; a rate whose threshold is not below the target's is not used)
-  decides at once. The event
-  states that stricter rate and its threshold, which is what the look was compared with.
+- **one strong look**: a single look under the threshold calibrated for a stricter rate (ten times
+  stricter than the operating point under the alert budget, engine/budget.py: 1e-5 beside 1e-4; a rate
+  whose threshold is not below the target's is not used) decides at once. The event states that
+  stricter rate and its threshold, which is what the look was compared with.
 
 Either way the event's `threshold` and `false_match_rate` are the calibration point the deciding
 evidence passed (models/manifest.toml, measured on lfw-devtrain), so the rate stated stays true. A
@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 from edge_agent.engine.settings import DecisionSettings
 from edge_agent.types import Candidate
-from edge_agent.vision.manifest import Calibration, FmrThreshold
+from edge_agent.vision.manifest import FmrThreshold
 
 T = TypeVar("T")
 
@@ -146,16 +146,6 @@ def stricter_only(point: FmrThreshold, single_look: FmrThreshold | None) -> FmrT
     if single_look is not None and single_look.threshold < point.threshold:
         return single_look
     return None
-
-
-def decision_points(
-    point: FmrThreshold, calibration: Calibration | None, single_look_fmr: float | None
-) -> tuple[FmrThreshold, FmrThreshold | None]:
-    """The operating point and the stricter calibrated point one look may decide at (None: not
-    configured, no calibration, or not stricter than the operating point)."""
-    if single_look_fmr is None or calibration is None:
-        return point, None
-    return point, stricter_only(point, calibration.for_target(single_look_fmr))
 
 
 def _checked(threshold: float) -> float:

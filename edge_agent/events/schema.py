@@ -62,6 +62,16 @@ class FalseMatchRate(Payload):
         ge=0.0, le=1.0, description="One-sided 95% Clopper-Pearson upper bound measured at the threshold."
     )
     calibrated_on: str = Field(description="The data set the threshold was measured on.")
+    expected_false_alerts_per_day: float | None = Field(
+        None,
+        ge=0.0,
+        description="False alerts a day this device expects at its operating point, for the watchlist as it "
+        "was at the decision (engine/budget.py: strangers a day x track factor x templates x FMR).",
+    )
+    false_alerts_per_day_upper_95: float | None = Field(
+        None, ge=0.0, description="The same from the FMR's 95% upper bound: what a budget is held to."
+    )
+    templates: int | None = Field(None, ge=0, description="Live templates every look was compared with.")
 
 
 class Quality(Payload):
@@ -208,6 +218,25 @@ class Storage(Payload):
     watchlist: StorageHealth = Field(description="Match audit rows in the watchlist database.")
 
 
+class OperatingPointHealth(Payload):
+    """The operating point in use and what it costs in false alerts (engine/budget.py)."""
+
+    mode: Literal["budget", "target_fmr"]
+    target_fmr: float = Field(gt=0.0, lt=1.0)
+    threshold: float = Field(gt=0.0)
+    single_look_fmr: float | None = Field(None, description="The stricter rate one look may decide at.")
+    templates: int = Field(ge=0, description="Live templates a look is compared with.")
+    faces_per_day: float = Field(gt=0.0, description="Strangers' tracks a day, as configured.")
+    tracks_per_day_measured: float | None = Field(
+        None, ge=0.0, description="Tracks a day this run has counted (after an hour of running)."
+    )
+    expected_false_alerts_per_day: float = Field(ge=0.0)
+    false_alerts_per_day_upper_95: float = Field(ge=0.0)
+    budget_false_alerts_per_day: float | None = Field(None, description="The budget (none at a fixed rate).")
+    budget_met: bool | None = Field(None, description="Whether the upper bound is within the budget.")
+    problem: str | None = Field(None, description="Why the budget cannot be promised, when it cannot.")
+
+
 class HealthMessage(Payload):
     schema_: Literal["edge-agent.health/1"] = Field(HEALTH_SCHEMA, alias="schema")
     device_id: Name
@@ -221,6 +250,9 @@ class HealthMessage(Payload):
     counters: Counters
     last_match_at: UtcTime | None = Field(None, description="Decision time of the latest match event.")
     storage: Storage | None = Field(None, description="Whether the agent's databases can be written.")
+    operating_point: OperatingPointHealth | None = Field(
+        None, description="The threshold in use and the false alerts a day it is expected to cost."
+    )
     cpu_temp_c: float | None = None
     rss_mib: float | None = None
 

@@ -32,7 +32,7 @@ from edge_agent.fleet.command import Command, CommandRefusedError, max_envelope,
 from edge_agent.fleet.inbox import Received, RefusalLimiter
 from edge_agent.fleet.state import FleetState
 from edge_agent.signed import parse_public_key, short
-from edge_agent.vision.settings import CALIBRATED_FMRS
+from edge_agent.vision.settings import CALIBRATED_FMRS, CALIBRATED_FMRS_TEXT
 from edge_agent.watchlist.store import Watchlist
 from edge_agent.watchlist.transfer import import_bundle, open_bundle
 
@@ -225,7 +225,7 @@ class CommandProcessor:
         value = command.args.get("target_fmr")
         if not isinstance(value, int | float) or not any(abs(value - f) <= 1e-12 for f in CALIBRATED_FMRS):
             raise CommandRefusedError(
-                "target_fmr must be one of the calibrated rates 1e-2, 1e-3, 1e-4, 1e-5", "invalid_args"
+                f"target_fmr must be one of the calibrated rates {CALIBRATED_FMRS_TEXT}", "invalid_args"
             )
         threshold = self.control.set_target_fmr(float(value))
         FleetState(watchlist).set_setting("target_fmr", repr(float(value)))

@@ -265,6 +265,10 @@ class Watchlist:
         is left out when the probe is nearer to one of its live exclusions than to its best template."""
         return nearest_subjects(self.conn, self.path, self.model_id, self.index, self.clock, probe, k)
 
+    def live_templates(self) -> int:
+        """Templates a probe can match now (subject active, not expired): the comparisons of a search."""
+        return tables.live_templates(self.conn, self.model_id, self.clock())
+
     def stats(self) -> Stats:
         return watchlist_stats(self.conn, self.index, self.clock())
 

@@ -15,7 +15,7 @@ import numpy as np
 import numpy.typing as npt
 
 from edge_agent.errors import EdgeAgentError
-from edge_agent.watchlist.records import Subject
+from edge_agent.watchlist.records import Subject, utc_text
 
 Clock = Callable[[], datetime]
 F32 = npt.NDArray[np.float32]
@@ -59,6 +59,17 @@ def templates(conn: sqlite3.Connection, subject_id: str) -> list[dict[str, Any]]
         (subject_id,),
     )
     return [dict(row) for row in rows]
+
+
+def live_templates(conn: sqlite3.Connection, model_id: str, now: datetime) -> int:
+    """Templates of this model a probe can match now (their subject active and not expired): the
+    comparisons a search makes, which the alert budget is computed for."""
+    row = conn.execute(
+        "SELECT count(*) FROM templates t JOIN subjects s ON s.id = t.subject_id "
+        "WHERE t.model_id = ? AND s.status = 'active' AND s.expires_at > ?",
+        (model_id, utc_text(now)),
+    ).fetchone()
+    return int(row[0])
 
 
 def template_ids(conn: sqlite3.Connection, model_id: str) -> set[int]:

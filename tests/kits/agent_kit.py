@@ -11,6 +11,7 @@ from typing import Any
 from edge_agent.capture.media import read_image
 from edge_agent.config import Settings, load_settings
 from edge_agent.lab.demo.kit import default_kit, enrol_kit_photos
+from edge_agent.service import Agent
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.watchlist.records import NewSubject, NewTemplate
 from edge_agent.watchlist.store import Watchlist
@@ -45,6 +46,16 @@ def agent_settings(folder: Path, broker: Broker | None, port: int | None = None,
         mqtt=mqtt,
         **sections,
     )
+
+
+def decided_at_rate(agent: Agent, event: dict[str, Any]) -> float:
+    """The false-match rate an event must state: the operating point's for k of n, its stricter single-look
+    point's for one look (engine/vote.py), as the agent's budget chose them (engine/budget.py)."""
+    assert agent.pipeline is not None
+    load = agent.pipeline.operating.chosen
+    if event["frames_agreeing"] == 1 and load.single_look is not None:
+        return load.single_look.target_fmr
+    return load.point.target_fmr
 
 
 def open_watchlist(settings: Settings, faces: FacePipeline) -> Watchlist:

@@ -23,6 +23,7 @@ from tests.kits.agent_kit import (
     MATCH_TOPIC,
     PREFIX,
     agent_settings,
+    decided_at_rate,
     enrol_demo_people,
     enrol_photos,
     files_under,
@@ -66,14 +67,34 @@ def test_demo_clip_gives_events_for_the_enrolled_performer_only(
     event = events[0]
     assert event["review_required"] is True
     assert event["distance"] < event["threshold"]
-    if event["frames_agreeing"] == 1:  # one look under the stricter single-look threshold decided
-        assert event["false_match_rate"]["target"] == settings.decision.single_look_fmr
-        assert faces.embedder.calibration is not None and settings.decision.single_look_fmr is not None
-        single = faces.embedder.calibration.for_target(settings.decision.single_look_fmr)
-        assert event["threshold"] == single.threshold
-    else:
-        assert event["false_match_rate"]["target"] == settings.embedder.target_fmr
+    assert event["false_match_rate"]["target"] == decided_at_rate(agent, event)
+    assert faces.embedder.calibration is not None
+    assert (
+        event["threshold"] == faces.embedder.calibration.for_target(decided_at_rate(agent, event)).threshold
+    )
+    if event["frames_agreeing"] > 1:
         assert event["frames_agreeing"] >= settings.decision.k
+    # the false alerts a day the operating point costs, for the two people enrolled (engine/budget.py)
+    assert agent.pipeline is not None
+    point = agent.pipeline.operating.chosen.point
+    rate = event["false_match_rate"]
+    assert rate["templates"] == len(people)
+    per_track = min(1.0, settings.decision.track_factor * len(people) * point.target_fmr)
+    assert rate["expected_false_alerts_per_day"] == pytest.approx(
+        settings.decision.faces_per_day * per_track, rel=1e-3
+    )
+    per_track_upper = min(1.0, settings.decision.track_factor * len(people) * point.fmr_upper_95)
+    assert rate["false_alerts_per_day_upper_95"] == pytest.approx(
+        settings.decision.faces_per_day * per_track_upper, rel=1e-3
+    )
+    assert rate["false_alerts_per_day_upper_95"] <= settings.decision.false_alerts_per_day  # the budget held
+    health = payloads(subscriber.messages(f"{PREFIX}/{DEVICE}/health"))
+    assert health and all(h["operating_point"]["target_fmr"] == point.target_fmr for h in health)
+    assert health[-1]["operating_point"]["templates"] == len(people)
+    assert (
+        health[-1]["operating_point"]["budget_met"] is True
+        and health[-1]["operating_point"].get("problem") is None
+    )
     assert "face_jpeg" not in event  # off by default
     assert agent.pipeline is not None and agent.pipeline.counters.matches == len(events)
     # the device keeps the sent match (event + embedding) for the reviewer, marked sent

@@ -180,8 +180,8 @@ def test_a_false_match_verdict_stops_the_repeat_match(
     performer stands in for the wrongly matched passer-by). The event's kept embedding becomes an
     exclusion of that subject, every agreeing shot of the track: on the clip's later passes no event for
     him comes again."""
-    # k of n only (a single-look rate equal to the target is not used), so several shots vote
-    decision = {"cooldown_s": 0.0, "single_look_fmr": 1e-4}
+    # k of n only (at a fixed rate, a single-look rate equal to the target is not used), so several shots vote
+    decision = {"cooldown_s": 0.0, "operating_point": "target_fmr", "single_look_fmr": 1e-4}
     settings = _settings(tmp_path / "a", broker, "cam-a", central, decision=decision)
     people = enrol_demo_people(settings, faces)
     events = Subscriber(broker, f"{PREFIX}/cam-a/events/match").start()

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from edge_agent.config import Settings
+from edge_agent.engine.budget import configured_point
 from edge_agent.events.settings import MqttSettings
 from edge_agent.lab.bench.agent_run import AgentRun, run_agent
 from edge_agent.lab.bench.agent_setup import (
@@ -174,9 +175,14 @@ def _camera_repeat(
 
 def decision_summary(settings: Settings) -> str:
     d, t, q = settings.decision, settings.tracking, settings.quality
+    single = (
+        "a false-match rate ten times stricter"
+        if d.operating_point == "budget"
+        else f"false-match rate {d.single_look_fmr:g}"
+    )
     return (
-        f"k-of-n vote {d.k} of {d.n} looks of a track (or one look at false-match rate "
-        f"{d.single_look_fmr:g}), a look per track being identified every {t.embed_interval_s:g} s and per "
+        f"k-of-n vote {d.k} of {d.n} looks of a track (or one look at {single}), a look per track being "
+        f"identified every {t.embed_interval_s:g} s and per "
         f"settled track every {t.recheck_interval_s:g} s, at most {t.looks_per_frame} a frame, "
         f"quality gates: face >= {q.min_face_px} px wide, "
         f"yaw <= {q.max_yaw_deg:g} deg, roll <= {q.max_roll_deg:g} deg"
@@ -255,13 +261,18 @@ def _reference_pass(
     """The photos enrolled, and per subject the first frame in which its face is recognisable; the face
     pipeline used for that is dropped on return, so the agent runs do not share its memory."""
     faces = FacePipeline.from_settings(settings, catalog)
+    enrolled = enrol_photos(faces, settings, options.photos)
+    calibration = faces.embedder.calibration
+    assert calibration is not None  # from_settings loads it
+    # the agent's own point for this many templates (the budget's), for the reference pass and the report
+    point = configured_point(calibration, len(enrolled), settings.decision, settings.embedder.target_fmr)
+    faces.embedder.use_target(point.chosen.point.target_fmr)
     models = Models(
         faces.detector.model_id,
         faces.embedder.model_id,
         faces.embedder.threshold,
         faces.embedder.operating_point.target_fmr,
     )
-    enrolled = enrol_photos(faces, settings, options.photos)
     progress("reference pass: the first frame in which each enrolled face is recognisable")
     first = first_recognisable(faces, options.source, enrolled, settings.decision.k)
     return models, enrolled, first

@@ -35,6 +35,7 @@ class RealFaces:
 
     vectors: F32
     identities: tuple[str, ...]
+    paths: tuple[Path, ...]  # the photo of each row
     photos: int
     no_face: int
     seconds: float
@@ -141,6 +142,7 @@ def describe_real_faces(
     return RealFaces(
         vectors=np.ascontiguousarray(descriptors[found]),
         identities=tuple(p.identity for p, ok in zip(photos, found, strict=True) if ok),
+        paths=tuple(p.path for p, ok in zip(photos, found, strict=True) if ok),
         photos=len(photos),
         no_face=int((~found).sum()),
         seconds=seconds,

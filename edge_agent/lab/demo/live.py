@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_agent.capture.media import VIDEO_SUFFIXES
 from edge_agent.config import Settings
+from edge_agent.engine.budget import OperatingPoint
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.listen import Listener, Received
 from edge_agent.lab.demo.kit import enrol_kit_photos, kit_files
@@ -39,6 +40,7 @@ class LiveDemoResult:
     topics: Counter[str] = field(default_factory=Counter)  # messages per topic kind
     invalid: list[str] = field(default_factory=list)
     left_in_outbox: int = 0
+    operating: OperatingPoint | None = None  # the point the agent ran at (the budget's, for the kit's size)
 
 
 def demo_clip(kit: Path) -> Path:
@@ -117,6 +119,7 @@ def _summarise(result: LiveDemoResult, agent: Agent, received: list[Received], b
     assert agent.pipeline is not None and agent.store is not None
     result.frames = agent.pipeline.counters.frames
     result.tracks = agent.pipeline.counters.tracks
+    result.operating = agent.pipeline.operating
     for message in received:
         result.topics[message.kind or "unknown"] += 1
         if message.error is not None:
