@@ -144,6 +144,7 @@ RUN: dict[str, Run] = {
     "edge-agent watchlist audit verify": Run(),
     "edge-agent watchlist audit head": Run(output=r"^\d+:[0-9a-f]{64}$"),
     "edge-agent watchlist stats": Run(output="^subjects: 2 live"),
+    "edge-agent watchlist operating-point": Run(output=r"^2 live templates(?s:.*)<- picked"),
     "edge-agent watchlist keygen KEY.pem": Run(output=r"\b[0-9a-f]{64}\b"),
     "edge-agent watchlist export BUNDLE": Run(output="^2 subject"),
     "edge-agent watchlist import BUNDLE": Run(output="2 subject", prepare=(_remove("data/watchlist.db*"),)),
@@ -176,6 +177,8 @@ NOT_RUN: dict[str, str] = {
     "edge-agent bench pipeline": "runs dlib on every frame of the clip beside the agent (minutes) and "
     "rewrites docs/benchmarks.md",
     "edge-agent bench soak": "a multi-minute soak (--minutes M) by design",
+    "edge-agent bench false-alerts": "about 7 minutes over lfw-devtrain, and rewrites docs/benchmarks.md; "
+    "tests/lab/test_bench_false_alerts.py runs it on a slice",
     "edge-agent watchlist ...": "points at the Watchlist section, whose every command is run here",
     "edge-agent fleet keygen|sign|publish|send ...": "points at the Fleet section, whose every command "
     "is run here",

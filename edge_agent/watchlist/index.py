@@ -40,12 +40,14 @@ F32 = npt.NDArray[np.float32]
 #   10k) and never misses; it also spares small watchlists a graph built on many threads at once, which
 #   lost 1.8 % of the own templates at 807 vectors;
 # - above, HNSW with connectivity 32 and expansion_add 64 (connectivity 16 / 40 kept 0.908 of them at 1M
-#   and ef 256), searched wider as the graph grows: at 1M, ef 384 keeps 0.997 in 3.7 ms (p50), ef 64 0.917
-#   in 0.8 ms; the 1M build takes 296 s on 2 cores.
+#   and ef 256), searched wider as the graph grows: at 100k, ef 384 keeps 0.999 in 1.5 ms (p50); at 1M
+#   0.996 in 3.6 ms, where ef 64 keeps 0.920 in 0.8 ms; the 1M build takes 296-303 s on 2 cores.
 EXACT_UP_TO = 10_000
 CONNECTIVITY = 32
 EXPANSION_ADD = 64
-BREADTH_BY_SIZE = ((50_000, 128), (200_000, 192))  # (up to this many vectors, ef); larger: WIDEST
+# Recall first (`edge-agent bench watchlist --size N`): at 20,807 vectors ef 128 keeps 1.000 in 0.17 ms; at
+# 50,807 ef 384 keeps 1.000 (0.88 ms) where 192 keeps 0.998; at 100,807 0.999 (1.4 ms); at 1M 0.996.
+BREADTH_BY_SIZE = ((25_000, 128),)  # (up to this many vectors, ef); larger: WIDEST
 WIDEST = 384
 
 
