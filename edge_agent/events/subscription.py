@@ -1,7 +1,11 @@
 """One QoS 1 subscription from `MqttSettings`: the part every subscriber of ours shares (the `listen`
-command, the benchmarks' arrival recorder, the tests' subscriber): connect, subscribe on every
-(re)connect, say when the broker confirmed it or refused the login, and hand each message to a callback
-on paho's thread.
+command, the benchmarks' arrival recorder, the tests' subscriber, the console's ingest): connect,
+subscribe (to one topic filter or several) on every (re)connect, say when the broker confirmed it or
+refused the login, and hand each message to a callback on paho's thread.
+
+With `ack_after_delivery`, a QoS 1 message is acknowledged only once the callback returned without an
+exception: a subscriber that must not lose a message (its database refused the write) leaves it
+unacknowledged, and the broker delivers it again on the next connection of a persistent session.
 
 Connection problems are kept in `last_error` (one line); a subscription that never got connected sets
 `failed` at its first problem (no broker, an untrusted certificate, TLS against a plain port or plain
@@ -12,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
@@ -35,17 +39,20 @@ class Subscription:
     def __init__(
         self,
         settings: MqttSettings,
-        topic: str,
+        topic: str | Sequence[str],
         on_message: OnMessage,
         client_prefix: str = "edge-agent-sub",
         *,
         client_id: str | None = None,
         persistent: bool = False,
+        ack_after_delivery: bool = False,
+        on_connected: Callable[[], None] | None = None,
     ) -> None:
         """`persistent`: a session the broker keeps (and queues QoS 1 messages for) while disconnected;
-        it needs a fixed `client_id`."""
+        it needs a fixed `client_id`. `on_connected` runs on paho's thread after each accepted connect."""
         self.settings = settings
-        self.topic = topic
+        self.topics = (topic,) if isinstance(topic, str) else tuple(topic)
+        self.topic = self.topics[0]
         self.subscribed = threading.Event()
         self.refused = threading.Event()  # the broker refused the login
         self.failed = threading.Event()  # the first connection failed (refused, or any other reason)
@@ -53,9 +60,12 @@ class Subscription:
         self.last_error: str | None = None
         self.address = broker_address(settings)
         self._deliver = on_message
+        self._ack_after_delivery = ack_after_delivery
+        self._on_connected = on_connected
         self.client = new_client(
             settings, client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}", clean_session=not persistent
         )
+        self.client.manual_ack_set(ack_after_delivery)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -77,7 +87,9 @@ class Subscription:
             return
         self.connected_once = True
         self.last_error = None
-        client.subscribe(self.topic, qos=1)
+        client.subscribe([(topic, 1) for topic in self.topics])
+        if self._on_connected is not None:
+            self._on_connected()
 
     def _problem(self, line: str) -> None:
         if self.refused.is_set():  # the refusal says more than the disconnect that follows it
@@ -111,7 +123,15 @@ class Subscription:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        self._deliver(message)
+        if not self._ack_after_delivery:
+            self._deliver(message)
+            return
+        try:
+            self._deliver(message)
+        except Exception as exc:  # kept unacknowledged: the broker sends it again after a reconnect
+            self.last_error = f"a message on {message.topic} was not taken ({exc}); it stays with the broker"
+            return
+        client.ack(message.mid, message.qos)
 
     def start(self, timeout_s: float | None = None) -> None:
         """Connect in the background; with `timeout_s`, wait for the broker to confirm the subscription

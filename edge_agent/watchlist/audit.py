@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +29,25 @@ GENESIS_HASH = "0" * 64
 """The prev_hash of row 1."""
 
 _COLUMNS = "id, at, actor, action, subject_id, details, prev_hash, hash"
+
+# The table and its append-only triggers, the same in every store that keeps a chained audit log (the
+# watchlist; the console's own log of reviewers' actions).
+TABLE = (
+    """CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        subject_id TEXT,
+        details TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        hash TEXT NOT NULL
+    )""",
+    """CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit
+        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+)
 
 ANCHOR_SCHEMA = "edge-agent.audit-anchor/1"
 _ANCHOR_TEXT = re.compile(r"^([0-9]{1,18}):([0-9a-f]{64})$")
@@ -159,10 +178,28 @@ def append(
 
 
 def verify(conn: sqlite3.Connection) -> AuditCheck:
-    """Recomputes every hash in id order and checks the links and that ids run 1, 2, 3, ... without gaps;
-    then that every subject row still has the content the chain last recorded for it (`subject_hashes`)."""
-    previous_hash, count = GENESIS_HASH, 0
+    """`verify_chain`; then that every subject row still has the content the chain last recorded for it
+    (`subject_hashes`)."""
     recorded: dict[str, tuple[str, int]] = {}
+    chain = verify_chain(conn, lambda stored: subject_hashes.record_subject_hashes(stored, recorded))
+    if not chain.ok:
+        return chain
+    count = chain.rows
+    mismatch = subject_hashes.first_subject_mismatch(conn, recorded)
+    if mismatch is not None:
+        contradicted, subject_id, reason = mismatch
+        return AuditCheck(
+            ok=False, rows=count, first_bad_id=contradicted, reason=reason, subject_id=subject_id
+        )
+    return chain
+
+
+def verify_chain(
+    conn: sqlite3.Connection, each: Callable[[tuple[object, ...]], None] | None = None
+) -> AuditCheck:
+    """Recomputes every hash in id order and checks the links and that ids run 1, 2, 3, ... without gaps
+    (`each` sees every row that passed, in order)."""
+    previous_hash, count = GENESIS_HASH, 0
     for expected_id, stored in enumerate(_raw_rows(conn), start=1):
         count += 1
         problem = _check_row(expected_id, stored, previous_hash)
@@ -170,13 +207,8 @@ def verify(conn: sqlite3.Connection) -> AuditCheck:
             bad_id, reason = problem
             return AuditCheck(ok=False, rows=count, first_bad_id=bad_id, reason=reason)
         previous_hash = str(stored[7])
-        subject_hashes.record_subject_hashes(stored, recorded)
-    mismatch = subject_hashes.first_subject_mismatch(conn, recorded)
-    if mismatch is not None:
-        contradicted, subject_id, reason = mismatch
-        return AuditCheck(
-            ok=False, rows=count, first_bad_id=contradicted, reason=reason, subject_id=subject_id
-        )
+        if each is not None:
+            each(stored)
     noun = "row" if count == 1 else "rows"
     return AuditCheck(ok=True, rows=count, first_bad_id=None, reason=f"{count} {noun}, hash chain intact")
 
