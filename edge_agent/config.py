@@ -32,6 +32,7 @@ from pydantic_settings import (
 )
 
 from edge_agent.capture.settings import CameraSettings
+from edge_agent.console.settings import ConsoleSettings
 from edge_agent.engine.settings import DecisionSettings, TrackingSettings
 from edge_agent.errors import ConfigError
 from edge_agent.events.settings import EventSettings, MqttSettings
@@ -82,6 +83,7 @@ class Settings(BaseSettings):
     events: EventSettings = Field(default_factory=EventSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
 
 def _settings_class_for(path: Path | None, use_environment: bool) -> type[Settings]:

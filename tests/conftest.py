@@ -199,3 +199,13 @@ def pki(tmp_path: Path) -> Pki:
     from tests.kits.broker import make_pki
 
     return make_pki(tmp_path / "pki")
+
+
+@pytest.fixture
+def central_key_file(tmp_path: Path) -> Path:
+    """A fresh Ed25519 key of the central side (fleet commands, bundles, the console's verdicts)."""
+    from edge_agent.signed import generate_key
+
+    path = tmp_path / "central.pem"
+    generate_key(path)
+    return path

@@ -21,7 +21,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "edge_agent"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("__main__",),
     ("cli",),
-    ("lab",),
+    ("lab", "console"),
     ("service",),
     ("fleet",),
     ("engine",),

@@ -184,6 +184,10 @@ NOT_RUN: dict[str, str] = {
     "is run here",
     "sudo ": "sudo and systemctl on an installed service; the same `watchlist enroll` / `list` with "
     "--config are run here without sudo",
+    "edge-agent console adduser": "asks for the password twice on the terminal; "
+    "tests/console/test_console_web.py runs it with --password-stdin",
+    "edge-agent console serve": "serves until stopped; tests/console/test_console_review.py serves the same "
+    "application to a real headless Chromium",
     "make test-slow": "downloads and model rebuilds (slow by design)",
     "make eval": "about 12 minutes of dlib",
     "make calibrate": "about 3 minutes over lfw-devtrain, and rewrites models/manifest.toml",

@@ -20,6 +20,7 @@ from edge_agent.cli.agent import add_agent_commands
 from edge_agent.cli.args import EXIT_FAILURES, EXIT_OK, EXIT_USAGE, given, positive_int, settings_from
 from edge_agent.cli.bench import add_live_bench_commands
 from edge_agent.cli.bench_false_alerts import add_false_alert_bench
+from edge_agent.cli.console import add_console_commands
 from edge_agent.cli.faces import Tally, add_face_commands, frames_of
 from edge_agent.cli.fleet import add_fleet_commands
 from edge_agent.cli.options import (
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_watchlist_commands(commands)
     add_agent_commands(commands)
     add_fleet_commands(commands)
+    add_console_commands(commands)
 
     demo = commands.add_parser("demo", help="run the bundled demo kit")
     demo.add_argument("--kit", type=Path, help="folder of demo photos and clips")

@@ -7,9 +7,12 @@ import sys
 from pathlib import Path
 
 
-def run_cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str | Path, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "edge_agent", *map(str, args)],
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=300,

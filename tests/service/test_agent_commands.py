@@ -21,7 +21,7 @@ from edge_agent.signed import public_key_hex
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.vision.manifest import ModelCatalog
 from edge_agent.watchlist import audit
-from edge_agent.watchlist.bundle import generate_key, load_private_key
+from edge_agent.watchlist.bundle import load_private_key
 from edge_agent.watchlist.transfer import export_bundle
 from tests.kits.agent_kit import (
     PREFIX,
@@ -32,13 +32,6 @@ from tests.kits.agent_kit import (
     table_rows,
 )
 from tests.kits.broker import Broker, Subscriber
-
-
-@pytest.fixture
-def central_key_file(tmp_path: Path) -> Path:
-    path = tmp_path / "central.pem"
-    generate_key(path)
-    return path
 
 
 @pytest.fixture

@@ -1,0 +1,32 @@
+"""The master watchlist the console exports to the devices, read for its reviewers.
+
+It is an ordinary edge-agent watchlist (`[watchlist] path` in the console's config), enrolled with
+`edge-agent watchlist enroll` at the enrolment station: subjects with reason, source, owner and expiry,
+and their templates (embeddings, never photos). The review pages read only its subjects, through a
+read-only connection, so a page never loads the index or holds a lock an enrolment would wait on.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from edge_agent.watchlist import tables
+from edge_agent.watchlist.records import Subject
+
+
+def master_subjects(path: Path) -> dict[str, Subject]:
+    """Every subject of the master watchlist by id (removed and expired ones too); empty without one."""
+    if not path.is_file():
+        return {}
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
+    except sqlite3.Error:
+        return {}
+    try:
+        conn.row_factory = sqlite3.Row
+        return {subject.id: subject for subject in tables.subjects(conn, include_inactive=True)}
+    except sqlite3.Error:
+        return {}
+    finally:
+        conn.close()

@@ -1,0 +1,89 @@
+"""What the fleet sends, written into the console's database: one function for each kind of payload.
+
+Each payload was checked against its schema before it gets here (`edge_agent.events.listen.
+check_payload`). A match event is stored once (`event_id`: re-sends and redeliveries are the same
+event), its face chip decoded apart from the JSON; status, health and reports keep the device's latest;
+a command answer is kept as received and, when it answers a review the console sent, settles it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Any
+
+from edge_agent.console.database import ConsoleDatabase
+from edge_agent.events.database import db_time
+
+
+def record(db: ConsoleDatabase, kind: str, payload: dict[str, Any], now: datetime) -> bool:
+    """Stores one checked payload; False when it was a match event already stored."""
+    device_id = str(payload["device_id"])
+    at = db_time(now)
+    with db.transaction() as conn:
+        conn.execute(
+            "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen",
+            (device_id, at),
+        )
+        if kind == "match":
+            return _match(conn, payload, at)
+        if kind == "cmd-result":
+            _result(conn, payload, at)
+        elif kind in ("status", "health", "report"):
+            column = kind
+            conn.execute(
+                f"UPDATE devices SET {column} = ?, {column}_at = ? WHERE device_id = ?",
+                (json.dumps(payload, sort_keys=True), at, device_id),
+            )
+    return True
+
+
+def _match(conn: Any, payload: dict[str, Any], at: str) -> bool:
+    face = payload.get("face_jpeg")
+    kept = {key: value for key, value in payload.items() if key != "face_jpeg"}
+    cursor = conn.execute(
+        "INSERT INTO events (event_id, device_id, camera_id, subject_id, watchlist, captured_at, decided_at, "
+        "received_at, payload, face_jpeg) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (event_id) DO NOTHING",
+        (
+            str(payload["event_id"]),
+            str(payload["device_id"]),
+            str(payload["camera_id"]),
+            str(payload["subject_id"]),
+            str(payload["watchlist"]),
+            str(payload["captured_at"]),
+            str(payload["decided_at"]),
+            at,
+            json.dumps(kept, sort_keys=True),
+            _jpeg(face),
+        ),
+    )
+    return bool(cursor.rowcount)
+
+
+def _jpeg(face: object) -> bytes | None:
+    """The face chip's bytes, only when they are a JPEG (the browser is shown nothing else)."""
+    if not isinstance(face, str):
+        return None
+    try:
+        data = base64.b64decode(face, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return data if data.startswith(b"\xff\xd8\xff") else None
+
+
+def _result(conn: Any, payload: dict[str, Any], at: str) -> None:
+    nonce = payload.get("nonce")
+    conn.execute(
+        "INSERT INTO results (device_id, nonce, received_at, payload) VALUES (?, ?, ?, ?)",
+        (str(payload["device_id"]), nonce, at, json.dumps(payload, sort_keys=True)),
+    )
+    if isinstance(nonce, str):
+        conn.execute(
+            "UPDATE events SET answer = ?, answered_at = ? "
+            "WHERE command_nonce = ? AND device_id = ? AND answer IS NULL",
+            (json.dumps(payload, sort_keys=True), at, nonce, str(payload["device_id"])),
+        )

@@ -1,0 +1,160 @@
+"""The console's web pages' common parts (Starlette, Jinja2 templates, no JavaScript): who may see what.
+
+- Every page and API needs a session, except the login form and the style sheet: without one a page
+  redirects to /login and the API answers 401. Admin pages (`/admin/...`) answer 403 to a reviewer.
+- Every form carries a CSRF token and every POST is refused (403) without the right one: the session's
+  token once logged in, a double-submit cookie on the login form. Routes are made only through `page`
+  and `form` below, so no POST can skip the check.
+- Cookies are HttpOnly and SameSite=Strict (Secure with `console.secure_cookies`); every answer carries
+  a Content-Security-Policy allowing nothing but this site (no scripts at all), and no framing.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.datastructures import FormData
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from edge_agent.console.accounts import Session
+from edge_agent.console.service import Console
+
+HERE = Path(__file__).resolve().parent
+SESSION_COOKIE = "edge_agent_session"
+LOGIN_CSRF_COOKIE = "edge_agent_login_csrf"
+PUBLIC_PATHS = ("/login", "/static/")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+Handler = Callable[[Request, "Ctx"], Awaitable[Response]]
+FormHandler = Callable[[Request, "Ctx", FormData], Awaitable[Response]]
+
+
+@dataclass(frozen=True)
+class Ctx:
+    """What every handler gets: the console, and the logged-in session (None only on public pages)."""
+
+    console: Console
+    session: Session | None
+
+    @property
+    def user(self) -> str:
+        assert self.session is not None
+        return self.session.account.username
+
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+def render(request: Request, ctx: Ctx, name: str, status_code: int = 200, **values: Any) -> Response:
+    context = {"session": ctx.session, "console": ctx.console, "path": request.url.path, **values}
+    return templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def page(path: str, handler: Handler, *, admin: bool = False) -> Route:
+    """A GET route for logged-in users (admins only with `admin`)."""
+
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, _ctx(request, admin))
+
+    return Route(path, endpoint, methods=["GET"])
+
+
+def form(path: str, handler: FormHandler, *, admin: bool = False, public: bool = False) -> Route:
+    """A POST route whose form must carry the CSRF token (the session's; the login cookie's if public)."""
+
+    async def endpoint(request: Request) -> Response:
+        ctx = _ctx(request, admin, public)
+        data = await request.form(max_files=2, max_fields=50)
+        given = str(data.get("csrf_token", ""))
+        expected = (
+            request.cookies.get(LOGIN_CSRF_COOKIE, "") if ctx.session is None else ctx.session.csrf_token
+        )
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page")
+        return await handler(request, ctx, data)
+
+    return Route(path, endpoint, methods=["POST"])
+
+
+def _ctx(request: Request, admin: bool, public: bool = False) -> Ctx:
+    console: Console = request.app.state.console
+    session: Session | None = getattr(request.state, "session", None)
+    if session is None and not public:
+        raise HTTPException(401)  # the middleware stops these first; never reached without a session
+    if admin and (session is None or not session.account.is_admin):
+        raise HTTPException(403, "this page is for admins")
+    return Ctx(console, session)
+
+
+class SessionGate(BaseHTTPMiddleware):
+    """Reads the session cookie; sends anyone without a valid session to the login page."""
+
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        console: Console = request.app.state.console
+        session = console.accounts.session(request.cookies.get(SESSION_COOKIE), console.clock())
+        request.state.session = session
+        path = request.url.path
+        if session is None and not any(path == p or path.startswith(p) for p in PUBLIC_PATHS if p):
+            if path.startswith("/api/"):
+                response: Response = JSONResponse({"error": "log in first"}, status_code=401)
+            else:
+                response = RedirectResponse("/login", status_code=303)
+        else:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+def set_session_cookie(response: Response, console: Console, token: str) -> None:
+    response.set_cookie(
+        SESSION_COOKIE,
+        token,
+        max_age=int(console.settings.console.session_hours * 3600),
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console.secure_cookies,
+    )
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(32)
+
+
+def set_login_csrf(response: Response, console: Console, token: str) -> None:
+    """The login form's double-submit token, set as its cookie (the form carries the same)."""
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console.secure_cookies,
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    console: Console = request.app.state.console
+    ctx = Ctx(console, getattr(request.state, "session", None))
+    response = render(request, ctx, "error.html", exc.status_code, status=exc.status_code, detail=exc.detail)
+    response.headers.update(SECURITY_HEADERS)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response

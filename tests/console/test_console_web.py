@@ -1,0 +1,228 @@
+"""The console's refusals, through its real web application and database (Starlette's test client):
+no session, the wrong role, a form without its CSRF token, a password guesser."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from edge_agent.console.accounts import LoginRefused
+from edge_agent.console.app import build_app
+from edge_agent.console.received import record
+from edge_agent.console.service import Console
+from edge_agent.events.schema import MatchEvent
+from edge_agent.fleet.central import read_envelope
+from edge_agent.watchlist import audit
+from tests.kits.clihelp import run_cli
+from tests.kits.console_kit import PASSWORD, console_settings, with_accounts
+
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+@pytest.fixture
+def console(tmp_path: Path) -> Iterator[Console]:
+    opened = with_accounts(Console.open(console_settings(tmp_path, None), with_ingest=False))
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def client(console: Console) -> Iterator[TestClient]:
+    with TestClient(build_app(console), base_url="http://127.0.0.1", follow_redirects=False) as made:
+        yield made
+
+
+def login(client: TestClient, username: str, password: str = PASSWORD) -> int:
+    page = client.get("/login")
+    token = CSRF.search(page.text)
+    assert token is not None, page.text
+    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token[1]})
+    return answer.status_code
+
+
+def csrf_of(client: TestClient, path: str = "/") -> str:
+    found = CSRF.search(client.get(path).text)
+    assert found is not None
+    return found[1]
+
+
+@pytest.mark.parametrize(
+    "path", ["/", "/reviewed", "/fleet", "/reports", "/audit", "/admin/accounts", "/events/x"]
+)
+def test_no_session_is_sent_to_the_login_page(client: TestClient, path: str) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/login"
+
+
+def test_the_api_without_a_session_is_401_and_a_forged_cookie_is_no_session(client: TestClient) -> None:
+    assert client.get("/api/events").status_code == 401
+    client.cookies.set("edge_agent_session", "not-a-session")
+    assert client.get("/api/events").status_code == 401
+    assert client.get("/").status_code == 303
+
+
+def test_a_reviewer_on_an_admin_page_is_refused_and_an_admin_is_not(client: TestClient) -> None:
+    assert login(client, "rey") == 303
+    assert client.get("/").status_code == 200
+    for path in ("/admin/accounts", "/admin/watchlist"):
+        assert client.get(path).status_code == 403
+    token = csrf_of(client)
+    made = client.post(
+        "/admin/accounts",
+        data={"username": "mallory", "password": "x" * 20, "role": "admin", "csrf_token": token},
+    )
+    assert made.status_code == 403
+    client.post("/logout", data={"csrf_token": token})
+    assert login(client, "ada") == 303
+    assert client.get("/admin/accounts").status_code == 200
+
+
+def test_a_form_without_its_csrf_token_is_refused(client: TestClient, console: Console) -> None:
+    # the login form: no token, and a token that is not the cookie's
+    assert client.post("/login", data={"username": "rey", "password": PASSWORD}).status_code == 403
+    client.get("/login")
+    forged = {"username": "rey", "password": PASSWORD, "csrf_token": "forged"}
+    assert client.post("/login", data=forged).status_code == 403
+    assert login(client, "rey") == 303
+    # logged in: a verdict and a logout without the session's token change nothing
+    assert client.post("/events/e1/review", data={"verdict": "false_match"}).status_code == 403
+    assert client.post("/logout", data={"csrf_token": "forged"}).status_code == 403
+    assert client.get("/").status_code == 200  # still logged in
+    assert console.db.row("SELECT COUNT(*) AS n FROM audit WHERE action = 'review'")["n"] == 0  # type: ignore[index]
+
+
+def test_five_wrong_passwords_slow_the_account_down(client: TestClient, console: Console) -> None:
+    for _ in range(console.settings.console.login_attempts):
+        assert login(client, "rey", "wrong password, again") == 401
+    page = client.get("/login")
+    token = CSRF.search(page.text)
+    assert token is not None
+    slowed = client.post("/login", data={"username": "rey", "password": PASSWORD, "csrf_token": token[1]})
+    assert slowed.status_code == 429  # even the right password waits now
+    assert 1 <= int(slowed.headers["retry-after"]) <= console.settings.console.login_lockout_s
+    assert "too many failed logins" in slowed.text
+    assert client.get("/").status_code == 303  # not logged in
+
+
+def test_every_answer_carries_the_security_headers_and_the_session_cookie_is_httponly(
+    client: TestClient,
+) -> None:
+    page = client.get("/login")
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no scripts
+    assert page.headers["x-frame-options"] == "DENY"
+    token = CSRF.search(page.text)
+    assert token is not None
+    answer = client.post("/login", data={"username": "ada", "password": PASSWORD, "csrf_token": token[1]})
+    cookie = answer.headers["set-cookie"].lower()
+    assert "httponly" in cookie and "samesite=strict" in cookie
+
+
+def test_logging_out_ends_the_session_on_the_server(client: TestClient) -> None:
+    assert login(client, "rey") == 303
+    stolen = client.cookies.get("edge_agent_session")
+    client.post("/logout", data={"csrf_token": csrf_of(client)})
+    client.cookies.set("edge_agent_session", stolen or "")
+    assert client.get("/").status_code == 303
+
+
+def _stored_event(console: Console, event: MatchEvent) -> str:
+    record(console.db, "match", json.loads(event.to_json()), console.clock())
+    return str(event.event_id)
+
+
+def test_a_verdict_is_taken_once_signed_for_its_device_and_audited_with_the_reviewer(
+    tmp_path: Path, make_match_event: Callable[..., MatchEvent], central_key_file: Path
+) -> None:
+    key = central_key_file
+    settings = console_settings(tmp_path, None, command_key=key)
+    console = with_accounts(Console.open(settings, with_ingest=False))
+    event_id = _stored_event(console, make_match_event(device_id="cam-a"))
+    with TestClient(build_app(console), base_url="http://127.0.0.1", follow_redirects=False) as client:
+        assert login(client, "rey") == 303
+        queue = client.get("/")
+        assert f'id="event-{event_id}"' in queue.text
+        token = csrf_of(client)
+        verdict = {"verdict": "confirmed", "comment": "checked the badge", "csrf_token": token}
+        answer = client.post(f"/events/{event_id}/review", data=verdict)
+        assert answer.status_code == 303 and answer.headers["location"] == f"/events/{event_id}"
+        again = client.post(f"/events/{event_id}/review", data={**verdict, "verdict": "false_match"})
+        assert again.status_code == 409 and "already reviewed by rey" in again.text
+        assert f'id="event-{event_id}"' not in client.get("/").text  # no longer open
+    row = console.db.row("SELECT state, reviewed_by, comment, command_envelope FROM events")
+    assert row is not None and (row["state"], row["reviewed_by"], row["comment"]) == (
+        "confirmed",
+        "rey",
+        "checked the badge",
+    )
+    command = read_envelope(bytes(row["command_envelope"]))
+    assert (command.command, command.target) == ("review", "cam-a")
+    check = audit.verify_chain(console.db.conn)
+    assert check.ok
+    [entry] = [r for r in audit.rows(console.db.conn) if r.action == "review"]
+    assert entry.actor == "rey" and entry.details["verdict"] == "confirmed"
+    assert entry.details["command_nonce"] == command.nonce
+    console.close()
+
+
+def test_a_wrong_match_is_refused_when_no_key_can_tell_the_device(
+    client: TestClient, console: Console, make_match_event: Callable[..., MatchEvent]
+) -> None:
+    event_id = _stored_event(console, make_match_event())
+    assert login(client, "rey") == 303
+    data = {"verdict": "false_match", "csrf_token": csrf_of(client)}
+    answer = client.post(f"/events/{event_id}/review", data=data)
+    assert answer.status_code == 409 and "console.command_key is not set" in answer.text
+    assert console.db.row("SELECT state FROM events")["state"] == "open"  # type: ignore[index]
+
+
+def test_accounts_are_added_from_the_command_line_with_a_hashed_password(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text(f'[console]\npath = "{tmp_path / "console.db"}"\n')
+    made = run_cli(
+        "--config",
+        config,
+        "console",
+        "adduser",
+        "ada",
+        "--role",
+        "admin",
+        "--password-stdin",
+        stdin=PASSWORD + "\n",
+    )
+    assert made.returncode == 0, made.stderr
+    short = run_cli("--config", config, "console", "adduser", "bob", "--password-stdin", stdin="short\n")
+    assert short.returncode == 1 and short.stderr.count("\n") == 1 and "12 to 1024 characters" in short.stderr
+    stored = sqlite3.connect(tmp_path / "console.db").execute(
+        "SELECT username, role, password_hash FROM accounts"
+    )
+    [(name, role, hashed)] = stored.fetchall()
+    assert (name, role) == ("ada", "admin") and hashed.startswith("$argon2id$") and PASSWORD not in hashed
+
+
+def test_the_wait_doubles_with_each_failure_after_the_limit_and_old_failures_are_forgotten(
+    console: Console,
+) -> None:
+    accounts, limit = console.accounts, console.settings.console.login_attempts
+    lockout = console.settings.console.login_lockout_s
+    for second in range(limit):
+        assert isinstance(
+            accounts.login("rey", "wrong password!!", "10.0.0.1", 1000.0 + second), LoginRefused
+        )
+    last = 1000.0 + limit - 1
+    refused = accounts.login("rey", PASSWORD, "10.0.0.1", last + 1)
+    assert isinstance(refused, LoginRefused) and refused.retry_after_s == pytest.approx(lockout - 1)
+    # after the wait, one more wrong password doubles it
+    assert isinstance(accounts.login("rey", "wrong password!!", "10.0.0.1", last + lockout + 1), LoginRefused)
+    doubled = accounts.login("rey", PASSWORD, "10.0.0.1", last + lockout + 2)
+    assert isinstance(doubled, LoginRefused) and doubled.retry_after_s == pytest.approx(2 * lockout - 1)
+    # an hour and more later a failure starts the count again, and the right password gets in
+    much_later = last + lockout + 1 + 3601
+    assert accounts.login("rey", "wrong password!!", "10.0.0.1", much_later).message.startswith("wrong")  # type: ignore[union-attr]
+    assert not isinstance(accounts.login("rey", PASSWORD, "10.0.0.1", much_later + 1), LoginRefused)

@@ -1,0 +1,72 @@
+"""Helpers for the console's tests: a console on a test folder (and broker), its web server on a free
+loopback port, and logged-in clients."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+
+from edge_agent.config import Settings, load_settings
+from edge_agent.console.app import build_app
+from edge_agent.console.service import Console
+from tests.kits.broker import Broker
+
+PREFIX = "edge-agent"
+PASSWORD = "correct horse battery staple"
+
+
+def console_settings(folder: Path, broker: Broker | None, **console: Any) -> Settings:
+    mqtt: dict[str, Any] = {"host": "127.0.0.1", "port": broker.port if broker else 1, "topic_prefix": PREFIX}
+    return load_settings(
+        None,
+        use_environment=False,
+        watchlist={"path": folder / "master.db"},
+        mqtt=mqtt,
+        console={"path": folder / "console.db", **console},
+    )
+
+
+def with_accounts(console: Console) -> Console:
+    """An admin `ada` and a reviewer `rey`, both with PASSWORD."""
+    now = console.clock()
+    console.accounts.create("ada", PASSWORD, "admin", "test", now)
+    console.accounts.create("rey", PASSWORD, "reviewer", "test", now)
+    return console
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@contextmanager
+def served(console: Console) -> Iterator[str]:
+    """The console's web application on a free loopback port (with its ingest, if it has one); its URL."""
+    port = free_port()
+    config = uvicorn.Config(
+        build_app(console), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    if console.ingest is not None:
+        console.ingest.start()
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < deadline, "the console's web server did not start"
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        if console.ingest is not None:
+            console.ingest.close()
