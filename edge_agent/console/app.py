@@ -3,6 +3,8 @@ ingest until the process is stopped."""
 
 from __future__ import annotations
 
+import socket
+
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -12,6 +14,7 @@ from starlette.staticfiles import StaticFiles
 from edge_agent.console import admin_pages, pages
 from edge_agent.console.service import Console
 from edge_agent.console.web import HERE, SessionGate, http_error
+from edge_agent.errors import EdgeAgentError
 
 
 def build_app(console: Console) -> Starlette:
@@ -34,16 +37,27 @@ def serve(console: Console, host: str | None = None, port: int | None = None) ->
     import uvicorn
 
     settings = console.settings.console
+    host, port = host or settings.host, port or settings.port
+    _check_listen(host, port)
     if console.ingest is not None:
         console.ingest.start()
     try:
         uvicorn.run(
             build_app(console),
-            host=host or settings.host,
-            port=port or settings.port,
+            host=host,
+            port=port,
             log_level="info",
             proxy_headers=False,
             server_header=False,
         )
     finally:
         console.close()
+
+
+def _check_listen(host: str, port: int) -> None:
+    """A one-line error before anything starts when the address cannot be listened on."""
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise EdgeAgentError(f"the console cannot listen on {host}:{port}: {exc.strerror or exc}") from None
