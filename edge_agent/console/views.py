@@ -185,7 +185,7 @@ def _anchor_text(envelope: object) -> str | None:
 
 def audit_rows(db: ConsoleDatabase, limit: int = 500) -> tuple[audit.AuditCheck, list[audit.AuditRow]]:
     """The console's audit log, newest first, and whether its chain holds."""
-    with db.transaction() as conn:  # one consistent read of the whole chain
+    with db.reading() as conn:  # one consistent read of the whole chain
         check = audit.verify_chain(conn)
         rows = audit.rows(conn, limit=limit)
     return check, rows

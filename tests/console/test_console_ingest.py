@@ -19,19 +19,14 @@ from edge_agent.events.schema import MatchEvent
 from edge_agent.fleet.central import read_envelope
 from edge_agent.fleet.command import COMMAND
 from edge_agent.signed import load_private_key, open_envelope, public_key_hex
+from tests.kits.agent_kit import PREFIX
 from tests.kits.broker import Broker, Subscriber
-from tests.kits.console_kit import PREFIX, console_settings
+from tests.kits.console_kit import console_settings
+from tests.kits.waiting import wait_until
 
 
 def _publish(broker: Broker, topic: str, payload: bytes, retain: bool = False) -> None:
     publish.single(topic, payload, qos=1, retain=retain, hostname="127.0.0.1", port=broker.port)
-
-
-def _until(check: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        assert time.monotonic() < deadline, "not within the time"
-        time.sleep(0.05)
 
 
 def _events(console: Console) -> list[str]:
@@ -70,7 +65,7 @@ def test_each_event_is_stored_once_and_a_device_cannot_speak_for_another(
     _publish(broker, f"{PREFIX}/cam-b/events/match", make_match_event(device_id="cam-a").to_json())  # spoofed
     _publish(broker, topic, b"{not json")
     assert console.ingest is not None
-    _until(lambda: console.ingest is not None and sum(console.ingest.counts.values()) >= 4)
+    wait_until(lambda: console.ingest is not None and sum(console.ingest.counts.values()) >= 4)
     assert _events(console) == [str(event.event_id)]
     assert console.ingest.counts["duplicate"] == 1
     assert console.ingest.counts["refused"] == 2
@@ -85,13 +80,13 @@ def test_events_sent_while_the_console_is_down_arrive_when_it_is_back(
     first = open_console()
     before = make_match_event(device_id="cam-a")
     _publish(broker, f"{PREFIX}/cam-a/events/match", before.to_json())
-    _until(lambda: len(_events(first)) == 1)
+    wait_until(lambda: len(_events(first)) == 1)
     first.close()  # the console stops; its persistent session stays with the broker
     missed = [make_match_event(device_id="cam-a") for _ in range(3)]
     for event in missed:
         _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
     again = open_console()
-    _until(lambda: len(_events(again)) == 4)
+    wait_until(lambda: len(_events(again)) == 4)
     assert set(_events(again)) == {str(e.event_id) for e in [before, *missed]}
 
 
@@ -104,7 +99,7 @@ def test_status_and_health_reach_the_fleet_table(broker: Broker, open_console: C
         "agent_version": "0.1.0",
     }
     _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), retain=True)
-    _until(lambda: console.db.row("SELECT status FROM devices WHERE device_id = 'cam-a'") is not None)
+    wait_until(lambda: console.db.row("SELECT status FROM devices WHERE device_id = 'cam-a'") is not None)
     row = console.db.row("SELECT status FROM devices WHERE device_id = 'cam-a'")
     assert row is not None and json.loads(row["status"])["state"] == "online"
 
@@ -118,7 +113,7 @@ def test_a_verdict_given_while_the_broker_is_down_is_sent_when_it_is_back(
     console = open_console()
     event = make_match_event(device_id="cam-a")
     _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
-    _until(lambda: len(_events(console)) == 1)
+    wait_until(lambda: len(_events(console)) == 1)
     commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/#").start()
     broker.stop()
     verdict = review(
@@ -136,7 +131,9 @@ def test_a_verdict_given_while_the_broker_is_down_is_sent_when_it_is_back(
     assert envelope.nonce == verdict.nonce and envelope.target == "cam-a"
     _, signer, _ = open_envelope(COMMAND, sent.payload)
     assert signer == public_key_hex(load_private_key(central_key_file))
-    _until(lambda: (row := console.db.row("SELECT command_sent_at FROM events")) is not None and bool(row[0]))
+    wait_until(
+        lambda: (row := console.db.row("SELECT command_sent_at FROM events")) is not None and bool(row[0])
+    )
     answer = {
         "schema": "edge-agent.cmd-result/1",
         "device_id": "cam-a",
@@ -149,5 +146,5 @@ def test_a_verdict_given_while_the_broker_is_down_is_sent_when_it_is_back(
         "details": {"embeddings_excluded": 3},
     }
     _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
-    _until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
     commands.close()

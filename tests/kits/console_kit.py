@@ -3,7 +3,6 @@ loopback port, and logged-in clients."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,9 +15,10 @@ import uvicorn
 from edge_agent.config import Settings, load_settings
 from edge_agent.console.app import build_app
 from edge_agent.console.service import Console
+from edge_agent.lab.mosquitto import free_port
+from tests.kits.agent_kit import PREFIX
 from tests.kits.broker import Broker
 
-PREFIX = "edge-agent"
 PASSWORD = "correct horse battery staple"
 
 
@@ -39,12 +39,6 @@ def with_accounts(console: Console) -> Console:
     console.accounts.create("ada", PASSWORD, "admin", "test", now)
     console.accounts.create("rey", PASSWORD, "reviewer", "test", now)
     return console
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @contextmanager
