@@ -17,11 +17,10 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from edge_agent.console.accounts import ROLES, AccountError
-from edge_agent.console.master import master_subjects
 from edge_agent.console.web import Ctx, form, page, render
 from edge_agent.errors import EdgeAgentError
 from edge_agent.fleet.central import command_topic, read_envelope
-from edge_agent.fleet.command import ALL_DEVICES, sign_command
+from edge_agent.fleet.command import ALL_DEVICES
 from edge_agent.watchlist import audit
 from edge_agent.watchlist.transfer import export_bundle
 
@@ -38,7 +37,7 @@ def routes() -> list[Route]:
     ]
 
 
-async def _accounts(request: Request, ctx: Ctx) -> Response:
+def _accounts(request: Request, ctx: Ctx) -> Response:
     return _accounts_page(request, ctx, None, 200)
 
 
@@ -49,7 +48,7 @@ def _accounts_page(request: Request, ctx: Ctx, error: str | None, status: int) -
     )
 
 
-async def _add_account(request: Request, ctx: Ctx, data: FormData) -> Response:
+def _add_account(request: Request, ctx: Ctx, data: FormData) -> Response:
     try:
         ctx.console.accounts.create(
             str(data.get("username", "")),
@@ -63,12 +62,12 @@ async def _add_account(request: Request, ctx: Ctx, data: FormData) -> Response:
     return RedirectResponse("/admin/accounts", status_code=303)
 
 
-async def _watchlist(request: Request, ctx: Ctx) -> Response:
+def _watchlist(request: Request, ctx: Ctx) -> Response:
     return _watchlist_page(request, ctx, None, None, 200)
 
 
 def _watchlist_page(request: Request, ctx: Ctx, error: str | None, sent: str | None, status: int) -> Response:
-    subjects = sorted(master_subjects(ctx.console.settings.watchlist.path).values(), key=lambda s: s.id)
+    subjects = sorted(ctx.console.master.subjects().values(), key=lambda s: s.id)
     with ctx.console.db.reading() as conn:
         recent = audit.rows(conn, limit=200)
     pushes = [row for row in reversed(recent) if row.action == "bundle_sent"]
@@ -105,7 +104,7 @@ def _bundle(ctx: Ctx) -> tuple[bytes, int]:
         return export_bundle(watchlist, settings.watchlist.signing_key, f"console:{ctx.user}", expires)
 
 
-async def _export(request: Request, ctx: Ctx, data: FormData) -> Response:
+def _export(request: Request, ctx: Ctx, data: FormData) -> Response:
     try:
         bundle, count = _bundle(ctx)
     except EdgeAgentError as exc:
@@ -128,7 +127,7 @@ async def _export(request: Request, ctx: Ctx, data: FormData) -> Response:
     )
 
 
-async def _send(request: Request, ctx: Ctx, data: FormData) -> Response:
+def _send(request: Request, ctx: Ctx, data: FormData) -> Response:
     console = ctx.console
     if console.signer is None or console.ingest is None:
         return _watchlist_page(
@@ -139,9 +138,7 @@ async def _send(request: Request, ctx: Ctx, data: FormData) -> Response:
     except EdgeAgentError as exc:
         return _watchlist_page(request, ctx, str(exc), None, 409)
     args = {"bundle": base64.b64encode(bundle).decode("ascii"), "mode": "delta"}
-    envelope = sign_command(
-        console.signer.key, "apply_bundle", args, target=ALL_DEVICES, lifetime=console.signer.lifetime
-    )
+    envelope = console.signer.sign("apply_bundle", args, ALL_DEVICES, console.clock())
     nonce = read_envelope(envelope).nonce
     if not console.ingest.publish(
         command_topic(console.settings.mqtt, ALL_DEVICES, "apply_bundle"), envelope

@@ -18,14 +18,20 @@ from edge_agent.errors import EdgeAgentError
 
 
 def build_app(console: Console) -> Starlette:
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
     routes: list[BaseRoute] = [
         *pages.routes(),
         *admin_pages.routes(),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
+    proxies = console.settings.console.trusted_proxies
+    middleware = [Middleware(SessionGate)]
+    if proxies:  # the client's address from X-Forwarded-For, only when a trusted proxy sent it
+        middleware.insert(0, Middleware(ProxyHeadersMiddleware, trusted_hosts=proxies))
     app = Starlette(
         routes=routes,
-        middleware=[Middleware(SessionGate)],
+        middleware=middleware,
         exception_handlers={HTTPException: http_error},
     )
     app.state.console = console
@@ -47,7 +53,7 @@ def serve(console: Console, host: str | None = None, port: int | None = None) ->
             host=host,
             port=port,
             log_level="info",
-            proxy_headers=False,
+            proxy_headers=False,  # build_app reads them, from console.trusted_proxies only
             server_header=False,
         )
     finally:

@@ -3,23 +3,36 @@ reviewers go out.
 
 One client with the console's own client id (`console.client_id`) and a persistent session
 (`clean_session=False`): the broker queues the QoS 1 messages that arrive while the console is down and
-delivers them at its next connection. A message is acknowledged only after it is stored
-(`Subscription(ack_after_delivery=True)`): when the database refuses the write, the broker still holds
-it. Every payload is checked against its schema, and the device id in the payload must be the one in
-the topic: a device cannot file events in another's name. Nothing that fails is stored; it is counted,
-and its first line is kept for the fleet page.
+delivers them at its next connection. The console acknowledges a message itself
+(`Subscription(manual_ack=True)`), once it has decided about it:
 
-Commands wait in the database (`events.command_envelope`) until the broker acknowledges them: the
-sender thread publishes whatever is unsent when told (`wake`), at every connection, and every few
-seconds while something waits.
+- stored: acknowledged;
+- refused (not a topic it reads, too big, not valid against its schema, or naming another device than
+  its topic, or anything else that makes it unreadable): counted, its first line kept for the fleet
+  page, and acknowledged, since it would be refused again;
+- the database refused the write (full disk, I/O error): held in memory, in order, behind it everything
+  that arrives after, and written again every few seconds; each is acknowledged once stored. A console
+  that dies meanwhile has acknowledged none of them, so the broker delivers them again.
+
+What is stored is the payload as validated (`check_payload`'s model, written as the agent writes it),
+not the bytes received: a lax `"12.5"` is stored as the number 12.5, so no page has to guess a type.
+Retained messages (a device's last status, delivered again at every subscription) do not move the
+device's "last seen".
+
+Commands wait in the database until the broker acknowledges them. A review's command is signed when it
+is sent, not when the verdict is given (`reviews.py`), so a broker that is away longer than a command's
+lifetime delays it without making it stale. The sender publishes whatever is unsent when told (`wake`),
+at every connection, and every few seconds while something waits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import sqlite3
 import threading
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -28,6 +41,7 @@ from paho.mqtt.enums import MQTTErrorCode
 
 from edge_agent.console.database import ConsoleDatabase
 from edge_agent.console.received import record
+from edge_agent.console.reviews import CommandSigner
 from edge_agent.console.settings import ConsoleSettings
 from edge_agent.events.database import db_time
 from edge_agent.events.listen import check_payload
@@ -62,13 +76,18 @@ class Ingest:
         mqtt_settings: MqttSettings,
         console: ConsoleSettings,
         db: ConsoleDatabase,
+        signer: CommandSigner | None = None,
         clock: Clock = utc_now,
     ) -> None:
         self.settings = mqtt_settings
         self.db = db
+        self.signer = signer
         self.clock = clock
         self.counts: Counter[str] = Counter()
         self.last_refusal: str | None = None
+        self.last_store_error: str | None = None
+        self._held: deque[mqtt.MQTTMessage] = deque()  # taken but not stored yet: the database refused
+        self._held_lock = threading.Lock()
         prefix = mqtt_settings.topic_prefix
         self.subscription = Subscription(
             mqtt_settings,
@@ -76,12 +95,12 @@ class Ingest:
             self._on_message,
             client_id=console.client_id,
             persistent=True,
-            ack_after_delivery=True,
+            manual_ack=True,
             on_connected=self.wake,
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._sender = threading.Thread(target=self._send_loop, name="console-commands", daemon=True)
+        self._sender = threading.Thread(target=self._work, name="console-ingest", daemon=True)
 
     @property
     def connected(self) -> bool:
@@ -91,6 +110,11 @@ class Ingest:
     def last_error(self) -> str | None:
         error: str | None = self.subscription.last_error
         return error
+
+    @property
+    def held(self) -> int:
+        """Messages taken from the broker that the database has not stored yet (not acknowledged)."""
+        return len(self._held)
 
     def start(self) -> None:
         self.subscription.start()
@@ -110,13 +134,35 @@ class Ingest:
     # ---- in -------------------------------------------------------------------------------------
 
     def _on_message(self, message: mqtt.MQTTMessage) -> None:
-        """On paho's thread. Raises only when the database cannot take the message: it stays unacked."""
-        raw = bytes(message.payload)
+        """On paho's thread; never raises (paho's loop would end with it)."""
+        with self._held_lock:
+            if self._held:  # keep the order: nothing is stored past a message still waiting
+                self._held.append(message)
+                return
+            if not self._take(message):
+                self._held.append(message)
+                self._wake.set()
+
+    def _take(self, message: mqtt.MQTTMessage) -> bool:
+        """Stores or refuses one message and acknowledges it; False (unacknowledged) when the database
+        refused the write."""
         try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            self._refuse("?", "a topic that is not UTF-8")
-            return
+            self._store(message)
+        except sqlite3.Error as exc:
+            self.last_store_error = f"the console database refused a message ({exc}); it is held and retried"
+            self.counts["store-failed"] += 1
+            if self.counts["store-failed"] <= 10 or self.counts["store-failed"] % 1000 == 0:
+                logger.error("console ingest: %s", self.last_store_error)
+            return False
+        except Exception as exc:  # anything else about this message makes it unreadable: refused
+            self._refuse(_topic_text(message), f"unreadable ({type(exc).__name__}: {short(str(exc), 80)})")
+        self.last_store_error = None
+        self.subscription.ack(message)
+        return True
+
+    def _store(self, message: mqtt.MQTTMessage) -> None:
+        raw = bytes(message.payload)
+        topic = _topic_text(message)
         kind, device = self._kind_of(topic)
         if kind is None or device is None:
             self._refuse(topic, "not a topic the console reads")
@@ -127,18 +173,25 @@ class Ingest:
             self._refuse(topic, f"{len(raw):,} bytes, more than {MAX_MESSAGE_BYTES:,}")
             return
         checked = check_payload(topic, raw)
-        if checked.error is not None or checked.payload is None:
+        if checked.error is not None or checked.model is None:
             self._refuse(topic, checked.error or "no payload")
             return
         if checked.kind != kind:
             self._refuse(topic, f"a {checked.kind} payload on a {kind} topic")
             return
-        if checked.payload.get("device_id") != device:
-            named = short(str(checked.payload.get("device_id")), 40)
+        payload = json.loads(checked.model.to_json())
+        if payload.get("device_id") != device:
+            named = short(str(payload.get("device_id")), 40)
             self._refuse(topic, f"the payload names device {named!r}, the topic {device!r}")
             return
-        stored = record(self.db, kind, checked.payload, self.clock())
+        stored = record(self.db, kind, payload, self.clock(), retained=bool(message.retain))
         self.counts[kind if stored else "duplicate"] += 1
+
+    def _store_held(self) -> None:
+        """Writes the held messages again, oldest first, until the database refuses one."""
+        with self._held_lock:
+            while self._held and self._take(self._held[0]):
+                self._held.popleft()
 
     def _kind_of(self, topic: str) -> tuple[str | None, str | None]:
         prefix = self.settings.topic_prefix + "/"
@@ -156,32 +209,40 @@ class Ingest:
 
     # ---- out ------------------------------------------------------------------------------------
 
-    def _send_loop(self) -> None:
+    def _work(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(RETRY_S)
             self._wake.clear()
             if self._stop.is_set():
                 return
             try:
+                self._store_held()
                 self.send_waiting()
-            except Exception:  # never let the sender die: log and try again at the next wake
-                logger.exception("console: sending the waiting commands failed")
+            except Exception:  # never let the worker die: log and try again at the next wake
+                logger.exception("console: storing held messages or sending the waiting commands failed")
 
     def send_waiting(self) -> int:
-        """Publishes every stored command the broker has not acknowledged yet; how many it took."""
+        """Signs and publishes every review command the broker has not acknowledged yet; how many it
+        took. Each is signed now, with the nonce its verdict was given, so its lifetime starts here."""
         waiting = self.db.rows(
-            "SELECT event_id, device_id, command_envelope FROM events "
-            "WHERE command_envelope IS NOT NULL AND command_sent_at IS NULL ORDER BY reviewed_at"
+            "SELECT event_id, device_id, state, command_nonce FROM events "
+            "WHERE command_nonce IS NOT NULL AND command_sent_at IS NULL ORDER BY reviewed_at"
         )
+        if waiting and self.signer is None:
+            self.last_store_error = f"{len(waiting)} verdict(s) wait for console.command_key to be signed"
+            return 0
         sent = 0
         for row in waiting:
-            topic = command_topic(self.settings, str(row["device_id"]), "review")
-            if not self.publish(topic, bytes(row["command_envelope"])):
+            assert self.signer is not None
+            event_id, device_id = str(row["event_id"]), str(row["device_id"])
+            nonce, verdict = str(row["command_nonce"]), str(row["state"])
+            envelope = self.signer.review(device_id, event_id, verdict, nonce, self.clock())
+            if not self.publish(command_topic(self.settings, device_id, "review"), envelope):
                 break  # the broker is away: the rest waits for the next connection
             with self.db.transaction() as conn:
                 conn.execute(
-                    "UPDATE events SET command_sent_at = ? WHERE event_id = ?",
-                    (db_time(self.clock()), row["event_id"]),
+                    "UPDATE events SET command_envelope = ?, command_sent_at = ? WHERE event_id = ?",
+                    (envelope, db_time(self.clock()), event_id),
                 )
             sent += 1
         return sent
@@ -196,3 +257,10 @@ class Ingest:
         with contextlib.suppress(RuntimeError, ValueError):  # the connection went while waiting
             info.wait_for_publish(PUBACK_TIMEOUT_S)
         return bool(info.is_published())
+
+
+def _topic_text(message: mqtt.MQTTMessage) -> str:
+    try:
+        return str(message.topic)
+    except UnicodeDecodeError:
+        return "(a topic that is not UTF-8)"

@@ -3,12 +3,14 @@
 It is an ordinary edge-agent watchlist (`[watchlist] path` in the console's config), enrolled with
 `edge-agent watchlist enroll` at the enrolment station: subjects with reason, source, owner and expiry,
 and their templates (embeddings, never photos). The review pages read only its subjects, through a
-read-only connection, so a page never loads the index or holds a lock an enrolment would wait on.
+read-only connection, so a page never loads the index or holds a lock an enrolment would wait on, and
+read again only when the file (or its write-ahead log) changed since the last read.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 from edge_agent.watchlist import tables
@@ -30,3 +32,28 @@ def master_subjects(path: Path) -> dict[str, Subject]:
         return {}
     finally:
         conn.close()
+
+
+class MasterSubjects:
+    """`master_subjects(path)`, kept while the watchlist's files stay as they were."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._stamp: tuple[tuple[int, int], ...] | None = None
+        self._subjects: dict[str, Subject] = {}
+
+    def subjects(self) -> dict[str, Subject]:
+        stamp = tuple(_stamp(self.path.with_name(self.path.name + end)) for end in ("", "-wal"))
+        with self._lock:
+            if stamp != self._stamp:
+                self._subjects, self._stamp = master_subjects(self.path), stamp
+            return self._subjects
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    try:
+        info = path.stat()
+    except OSError:
+        return (0, -1)
+    return (info.st_mtime_ns, info.st_size)

@@ -14,12 +14,13 @@ from starlette.routing import Route
 
 from edge_agent.console import views
 from edge_agent.console.accounts import LoginRefused
-from edge_agent.console.master import master_subjects
 from edge_agent.console.reviews import ReviewError, review
 from edge_agent.console.web import (
     LOGIN_CSRF_COOKIE,
     SESSION_COOKIE,
     Ctx,
+    cookie,
+    delete_session_cookie,
     form,
     new_token,
     page,
@@ -47,7 +48,7 @@ def routes() -> list[Route]:
     ]
 
 
-async def _login_page(request: Request) -> Response:
+def _login_page(request: Request) -> Response:
     ctx = Ctx(request.app.state.console, None)
     if getattr(request.state, "session", None) is not None:
         return RedirectResponse("/", status_code=303)
@@ -57,14 +58,14 @@ async def _login_page(request: Request) -> Response:
 def _login_form(request: Request, ctx: Ctx, error: str | None, status: int) -> Response:
     # the browser's own token while it has one: a second login page (another tab, or the favicon's
     # redirect here) must not invalidate the form already shown
-    given = request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    given = cookie(request, ctx.console, LOGIN_CSRF_COOKIE)
     token = given if 32 <= len(given) <= 64 else new_token()
     response = render(request, ctx, "login.html", status, error=error, csrf_token=token)
     set_login_csrf(response, ctx.console, token)
     return response
 
 
-async def _login(request: Request, ctx: Ctx, data: FormData) -> Response:
+def _login(request: Request, ctx: Ctx, data: FormData) -> Response:
     address = request.client.host if request.client else "unknown"
     outcome = ctx.console.accounts.login(
         str(data.get("username", "")), str(data.get("password", "")), address, time.time()
@@ -81,42 +82,47 @@ async def _login(request: Request, ctx: Ctx, data: FormData) -> Response:
     return response
 
 
-async def _logout(request: Request, ctx: Ctx, data: FormData) -> Response:
-    ctx.console.accounts.close_session(request.cookies.get(SESSION_COOKIE), ctx.console.clock())
+def _logout(request: Request, ctx: Ctx, data: FormData) -> Response:
+    ctx.console.accounts.close_session(cookie(request, ctx.console, SESSION_COOKIE), ctx.console.clock())
     response = RedirectResponse("/login", status_code=303)
-    response.delete_cookie(SESSION_COOKIE)
+    delete_session_cookie(response, ctx.console)
     return response
 
 
 def _subjects(ctx: Ctx) -> dict[str, Subject]:
-    return master_subjects(ctx.console.settings.watchlist.path)
+    return ctx.console.master.subjects()
 
 
-async def _queue(request: Request, ctx: Ctx) -> Response:
-    found = views.events(ctx.console.db, _subjects(ctx), open_only=True)
-    return render(request, ctx, "queue.html", events=found, title="Review queue")
+def _page_number(request: Request) -> int:
+    text = request.query_params.get("page", "0")
+    return int(text) if text.isdigit() and len(text) < 7 else 0
 
 
-async def _reviewed(request: Request, ctx: Ctx) -> Response:
-    found = views.events(ctx.console.db, _subjects(ctx), open_only=False)
-    return render(request, ctx, "queue.html", events=found, title="Reviewed")
+def _queue(request: Request, ctx: Ctx) -> Response:
+    found = views.events(ctx.console.db, _subjects(ctx), open_only=True, page=_page_number(request))
+    return render(request, ctx, "queue.html", found=found, title="Review queue")
 
 
-async def _event(request: Request, ctx: Ctx) -> Response:
+def _reviewed(request: Request, ctx: Ctx) -> Response:
+    found = views.events(ctx.console.db, _subjects(ctx), open_only=False, page=_page_number(request))
+    return render(request, ctx, "queue.html", found=found, title="Reviewed")
+
+
+def _event(request: Request, ctx: Ctx) -> Response:
     found = views.event(ctx.console.db, request.path_params["event_id"], _subjects(ctx))
     if found is None:
         raise HTTPException(404, "no such match event")
     return render(request, ctx, "event.html", event=found, title="Match")
 
 
-async def _face(request: Request, ctx: Ctx) -> Response:
+def _face(request: Request, ctx: Ctx) -> Response:
     data = views.face_jpeg(ctx.console.db, request.path_params["event_id"])
     if data is None:
         raise HTTPException(404, "no face chip for this event")
     return Response(data, media_type="image/jpeg")
 
 
-async def _review(request: Request, ctx: Ctx, data: FormData) -> Response:
+def _review(request: Request, ctx: Ctx, data: FormData) -> Response:
     event_id = request.path_params["event_id"]
     try:
         review(
@@ -138,28 +144,34 @@ async def _review(request: Request, ctx: Ctx, data: FormData) -> Response:
     return RedirectResponse(f"/events/{event_id}", status_code=303)
 
 
-async def _fleet(request: Request, ctx: Ctx) -> Response:
+def _fleet(request: Request, ctx: Ctx) -> Response:
     ingest = ctx.console.ingest
     return render(
         request, ctx, "fleet.html", devices=views.devices(ctx.console.db), ingest=ingest, title="Fleet"
     )
 
 
-async def _reports(request: Request, ctx: Ctx) -> Response:
+def _reports(request: Request, ctx: Ctx) -> Response:
     devices = [device for device in views.devices(ctx.console.db) if device.report is not None]
     return render(request, ctx, "reports.html", devices=devices, title="Transparency reports")
 
 
-async def _audit(request: Request, ctx: Ctx) -> Response:
+def _audit(request: Request, ctx: Ctx) -> Response:
     check, rows = views.audit_rows(ctx.console.db)
     return render(request, ctx, "audit.html", check=check, rows=list(reversed(rows)), title="Audit log")
 
 
-async def _api_events(request: Request, ctx: Ctx) -> Response:
-    found = views.events(
-        ctx.console.db, _subjects(ctx), open_only=request.query_params.get("state") != "reviewed"
+def _api_events(request: Request, ctx: Ctx) -> Response:
+    open_only = request.query_params.get("state") != "reviewed"
+    found = views.events(ctx.console.db, _subjects(ctx), open_only=open_only, page=_page_number(request))
+    return JSONResponse(
+        {
+            "total": found.total,
+            "page": found.page,
+            "pages": found.pages,
+            "events": [_json_event(event) for event in found.events],
+        }
     )
-    return JSONResponse([_json_event(event) for event in found])
 
 
 def _json_event(event: views.EventView) -> dict[str, object]:

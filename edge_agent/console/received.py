@@ -4,6 +4,10 @@ Each payload was checked against its schema before it gets here (`edge_agent.eve
 check_payload`). A match event is stored once (`event_id`: re-sends and redeliveries are the same
 event), its face chip decoded apart from the JSON; status, health and reports keep the device's latest;
 a command answer is kept as received and, when it answers a review the console sent, settles it.
+
+A device's "last seen" is when the console last heard from it, except from a retained message: the
+broker hands the device's last status to every new subscription, however long the device has been
+silent, so a retained message only gives a device seen for the first time its row.
 """
 
 from __future__ import annotations
@@ -18,16 +22,20 @@ from edge_agent.console.database import ConsoleDatabase
 from edge_agent.events.database import db_time
 
 
-def record(db: ConsoleDatabase, kind: str, payload: dict[str, Any], now: datetime) -> bool:
+def record(
+    db: ConsoleDatabase, kind: str, payload: dict[str, Any], now: datetime, *, retained: bool = False
+) -> bool:
     """Stores one checked payload; False when it was a match event already stored."""
     device_id = str(payload["device_id"])
     at = db_time(now)
+    seen = (
+        "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) ON CONFLICT (device_id) DO NOTHING"
+        if retained
+        else "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) "
+        "ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen"
+    )
     with db.transaction() as conn:
-        conn.execute(
-            "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) "
-            "ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen",
-            (device_id, at),
-        )
+        conn.execute(seen, (device_id, at))
         if kind == "match":
             return _match(conn, payload, at)
         if kind == "cmd-result":

@@ -1,8 +1,10 @@
 """A reviewer's verdict on a match event: recorded, audited, signed and sent to the device that raised it.
 
 A verdict is `confirmed` or `false_match`, with the reviewer's comment. In one transaction the event is
-closed, the signed `review` command is stored beside it, and a row goes into the console's hash-chained
-audit log with the reviewer's name; then the sender publishes the command (`Ingest.send_waiting`). The
+closed with the verdict and the nonce its `review` command will carry, and a row goes into the console's
+hash-chained audit log with the reviewer's name; then the sender signs the command and publishes it
+(`Ingest.send_waiting`). It is signed when sent, not here, so that a verdict that waits out a broker
+outage longer than `console.command_lifetime_s` still reaches the device current. The
 device answers on its `cmd/result`, and the answer is kept with the event (`received`). A false match
 turns the event's kept embeddings into an exclusion on the device, so that look-alike is not matched to
 that subject again (edge_agent.fleet.device, `review`).
@@ -21,8 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from edge_agent.console.database import ConsoleDatabase
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.database import db_time
-from edge_agent.fleet.central import read_envelope
-from edge_agent.fleet.command import sign_command
+from edge_agent.fleet.command import new_nonce, sign_command
 from edge_agent.signed import load_private_key, public_key_hex
 from edge_agent.watchlist import audit
 
@@ -40,7 +41,7 @@ class Verdict:
     verdict: str
     reviewer: str
     comment: str
-    nonce: str | None  # the signed command's; None when no key signs commands here
+    nonce: str | None  # the review command's; None when no key signs commands here
 
 
 class CommandSigner:
@@ -51,9 +52,16 @@ class CommandSigner:
         self.public_key = public_key_hex(self.key)
         self.lifetime = lifetime
 
-    def review(self, device_id: str, event_id: str, verdict: str) -> bytes:
-        args = {"event_id": event_id, "verdict": verdict}
-        return sign_command(self.key, "review", args, target=device_id, lifetime=self.lifetime)
+    def sign(
+        self, command: str, args: dict[str, str], target: str, now: datetime, nonce: str | None = None
+    ) -> bytes:
+        """A signed command, valid from `now` (when it is sent) for `console.command_lifetime_s`."""
+        return sign_command(
+            self.key, command, args, target=target, now=now, lifetime=self.lifetime, nonce=nonce
+        )
+
+    def review(self, device_id: str, event_id: str, verdict: str, nonce: str, now: datetime) -> bytes:
+        return self.sign("review", {"event_id": event_id, "verdict": verdict}, device_id, now, nonce)
 
 
 def review(
@@ -65,7 +73,7 @@ def review(
     comment: str,
     now: datetime,
 ) -> Verdict:
-    """Records the verdict and its signed command (not sent yet: the caller wakes the sender)."""
+    """Records the verdict and its command's nonce (not signed or sent yet: the caller wakes the sender)."""
     if verdict not in VERDICTS:
         raise ReviewError(f"a verdict is {' or '.join(VERDICTS)}, not {verdict!r}")
     comment = comment.strip()
@@ -83,12 +91,11 @@ def review(
             raise ReviewError(f"no match event {event_id}")
         if row["state"] != "open":
             raise ReviewError(f"this match was already reviewed by {row['reviewed_by']} ({row['state']})")
-        envelope = None if signer is None else signer.review(str(row["device_id"]), event_id, verdict)
-        nonce = None if envelope is None else _nonce(envelope)
+        nonce = None if signer is None else new_nonce()
         conn.execute(
             "UPDATE events SET state = ?, reviewed_by = ?, reviewed_at = ?, comment = ?, "
-            "command_envelope = ?, command_nonce = ? WHERE event_id = ?",
-            (verdict, reviewer, db_time(now), comment, envelope, nonce, event_id),
+            "command_nonce = ? WHERE event_id = ?",
+            (verdict, reviewer, db_time(now), comment, nonce, event_id),
         )
         audit.append(
             conn,
@@ -105,7 +112,3 @@ def review(
             at=now,
         )
     return Verdict(event_id, verdict, reviewer, comment, nonce)
-
-
-def _nonce(envelope: bytes) -> str:
-    return read_envelope(envelope).nonce

@@ -11,6 +11,7 @@ from edge_agent.config import Settings
 from edge_agent.console.accounts import Accounts
 from edge_agent.console.database import ConsoleDatabase
 from edge_agent.console.ingest import Clock, Ingest, utc_now
+from edge_agent.console.master import MasterSubjects
 from edge_agent.console.reviews import CommandSigner
 from edge_agent.watchlist.store import Watchlist
 
@@ -24,6 +25,7 @@ class Console:
     accounts: Accounts
     ingest: Ingest | None  # None: a console that only manages accounts (the CLI's `adduser`)
     signer: CommandSigner | None
+    master: MasterSubjects  # the master watchlist's subjects, for the pages
     open_master: WatchlistOpener | None = None  # for exports; the pages read subjects without it
     clock: Clock = field(default=utc_now)
 
@@ -40,8 +42,10 @@ class Console:
         key = settings.console.command_key
         lifetime = timedelta(seconds=settings.console.command_lifetime_s)
         signer = None if key is None else CommandSigner(key, lifetime)
-        ingest = Ingest(settings.mqtt, settings.console, db, clock) if with_ingest else None
-        return cls(settings, db, Accounts(db, settings.console), ingest, signer, open_master, clock)
+        ingest = Ingest(settings.mqtt, settings.console, db, signer, clock) if with_ingest else None
+        master = MasterSubjects(settings.watchlist.path)
+        accounts = Accounts(db, settings.console)
+        return cls(settings, db, accounts, ingest, signer, master, open_master, clock)
 
     def close(self) -> None:
         if self.ingest is not None:

@@ -36,7 +36,14 @@ class ConsoleSettings(Section):
     )
     session_hours: float = Field(12.0, gt=0.0, le=24.0 * 30, description="How long a login lasts.")
     secure_cookies: bool = Field(
-        False, description="Send the session cookie only over HTTPS (on behind a TLS-terminating proxy)."
+        False,
+        description="Send the cookies only over HTTPS, named `__Host-…` (on behind a TLS-terminating proxy).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Addresses (or networks) of the reverse proxies in front of the console: from these, "
+        "the client's address is read from X-Forwarded-For (the login throttle counts per address). "
+        'Behind a proxy on the same machine: `["127.0.0.1"]`.',
     )
     login_attempts: int = Field(
         5, ge=1, le=100, description="Failed logins for one account (or address) before it is slowed down."

@@ -97,13 +97,38 @@ def event_view(row: sqlite3.Row, subjects: dict[str, Subject]) -> EventView:
     )
 
 
-def events(db: ConsoleDatabase, subjects: dict[str, Subject], *, open_only: bool) -> list[EventView]:
-    """Open matches newest first (or the reviewed ones, newest review first)."""
+@dataclass(frozen=True)
+class EventPage:
+    events: list[EventView]
+    total: int  # open matches (or reviewed ones) in all
+    page: int  # 0 is the newest
+    pages: int
+
+    @property
+    def older(self) -> int | None:
+        return self.page + 1 if self.page + 1 < self.pages else None
+
+    @property
+    def newer(self) -> int | None:
+        return self.page - 1 if self.page > 0 else None
+
+
+def events(db: ConsoleDatabase, subjects: dict[str, Subject], *, open_only: bool, page: int = 0) -> EventPage:
+    """One page of the open matches, newest first (or of the reviewed ones, newest review first)."""
     if open_only:
-        sql = "SELECT * FROM events WHERE state = 'open' ORDER BY captured_at DESC LIMIT ?"
+        where, order = "state = 'open'", "captured_at DESC, event_id"
     else:
-        sql = "SELECT * FROM events WHERE state != 'open' ORDER BY reviewed_at DESC LIMIT ?"
-    return [event_view(row, subjects) for row in db.rows(sql, PAGE)]
+        where, order = "state != 'open'", "reviewed_at DESC, event_id"
+    with db.reading() as conn:
+        total = int(conn.execute(f"SELECT count(*) FROM events WHERE {where}").fetchone()[0])
+        pages = max(1, -(-total // PAGE))
+        page = min(max(0, page), pages - 1)
+        rows = list(
+            conn.execute(
+                f"SELECT * FROM events WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?", (PAGE, page * PAGE)
+            )
+        )
+    return EventPage([event_view(row, subjects) for row in rows], total, page, pages)
 
 
 def event(db: ConsoleDatabase, event_id: str, subjects: dict[str, Subject]) -> EventView | None:
@@ -177,7 +202,7 @@ def _anchor_text(envelope: object) -> str | None:
         return None
     try:
         payload = json.loads(base64.b64decode(str(envelope.get("payload", ""))))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # a device's bytes, however malformed
         return None
     text = payload.get("anchor") if isinstance(payload, dict) else None
     return text if isinstance(text, str) else None

@@ -5,19 +5,24 @@
 - Every form carries a CSRF token and every POST is refused (403) without the right one: the session's
   token once logged in, a double-submit cookie on the login form. Routes are made only through `page`
   and `form` below, so no POST can skip the check.
-- Cookies are HttpOnly and SameSite=Strict (Secure with `console.secure_cookies`); every answer carries
-  a Content-Security-Policy allowing nothing but this site (no scripts at all), and no framing.
+- Cookies are HttpOnly and SameSite=Strict; with `console.secure_cookies` they are also Secure and
+  named with the `__Host-` prefix (the browser then keeps them for this host and path `/` only). Every
+  answer carries a Content-Security-Policy allowing nothing but this site (no scripts at all), and no
+  framing.
+- Handlers are plain functions run in Starlette's thread pool: a password hash, a database lock or a
+  wait for the broker's acknowledgement blocks that request, never the server's event loop.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
@@ -32,7 +37,9 @@ from edge_agent.console.service import Console
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "edge_agent_session"
 LOGIN_CSRF_COOKIE = "edge_agent_login_csrf"
-PUBLIC_PATHS = ("/login", "/static/")
+SECURE_PREFIX = "__Host-"  # the cookies' names with console.secure_cookies
+PUBLIC_PAGES = frozenset({"/login"})
+PUBLIC_PREFIXES = ("/static/",)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'",
@@ -42,8 +49,8 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 
-Handler = Callable[[Request, "Ctx"], Awaitable[Response]]
-FormHandler = Callable[[Request, "Ctx", FormData], Awaitable[Response]]
+Handler = Callable[[Request, "Ctx"], Response]
+FormHandler = Callable[[Request, "Ctx", FormData], Response]
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ def page(path: str, handler: Handler, *, admin: bool = False) -> Route:
     """A GET route for logged-in users (admins only with `admin`)."""
 
     async def endpoint(request: Request) -> Response:
-        return await handler(request, _ctx(request, admin))
+        return await run_in_threadpool(handler, request, _ctx(request, admin))
 
     return Route(path, endpoint, methods=["GET"])
 
@@ -84,11 +91,11 @@ def form(path: str, handler: FormHandler, *, admin: bool = False, public: bool =
         data = await request.form(max_files=2, max_fields=50)
         given = str(data.get("csrf_token", ""))
         expected = (
-            request.cookies.get(LOGIN_CSRF_COOKIE, "") if ctx.session is None else ctx.session.csrf_token
+            cookie(request, ctx.console, LOGIN_CSRF_COOKIE) if ctx.session is None else ctx.session.csrf_token
         )
         if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
             raise HTTPException(403, "the form's CSRF token is missing or wrong: reload the page")
-        return await handler(request, ctx, data)
+        return await run_in_threadpool(handler, request, ctx, data)
 
     return Route(path, endpoint, methods=["POST"])
 
@@ -108,10 +115,11 @@ class SessionGate(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         console: Console = request.app.state.console
-        session = console.accounts.session(request.cookies.get(SESSION_COOKIE), console.clock())
+        token = cookie(request, console, SESSION_COOKIE)
+        session = await run_in_threadpool(console.accounts.session, token, console.clock())
         request.state.session = session
         path = request.url.path
-        if session is None and not any(path == p or path.startswith(p) for p in PUBLIC_PATHS if p):
+        if session is None and not (path in PUBLIC_PAGES or path.startswith(PUBLIC_PREFIXES)):
             if path.startswith("/api/"):
                 response: Response = JSONResponse({"error": "log in first"}, status_code=401)
             else:
@@ -122,11 +130,35 @@ class SessionGate(BaseHTTPMiddleware):
         return response
 
 
-def set_session_cookie(response: Response, console: Console, token: str) -> None:
+def cookie_name(console: Console, name: str) -> str:
+    return SECURE_PREFIX + name if console.settings.console.secure_cookies else name
+
+
+def cookie(request: Request, console: Console, name: str) -> str:
+    return request.cookies.get(cookie_name(console, name), "")
+
+
+def set_cookie(response: Response, console: Console, name: str, value: str, max_age: int) -> None:
+    """HttpOnly, SameSite=Strict, path /; Secure and `__Host-` with console.secure_cookies."""
     response.set_cookie(
-        SESSION_COOKIE,
-        token,
-        max_age=int(console.settings.console.session_hours * 3600),
+        cookie_name(console, name),
+        value,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        samesite="strict",
+        secure=console.settings.console.secure_cookies,
+    )
+
+
+def set_session_cookie(response: Response, console: Console, token: str) -> None:
+    set_cookie(response, console, SESSION_COOKIE, token, int(console.settings.console.session_hours * 3600))
+
+
+def delete_session_cookie(response: Response, console: Console) -> None:
+    response.delete_cookie(
+        cookie_name(console, SESSION_COOKIE),
+        path="/",
         httponly=True,
         samesite="strict",
         secure=console.settings.console.secure_cookies,
@@ -139,14 +171,7 @@ def new_token() -> str:
 
 def set_login_csrf(response: Response, console: Console, token: str) -> None:
     """The login form's double-submit token, set as its cookie (the form carries the same)."""
-    response.set_cookie(
-        LOGIN_CSRF_COOKIE,
-        token,
-        max_age=3600,
-        httponly=True,
-        samesite="strict",
-        secure=console.settings.console.secure_cookies,
-    )
+    set_cookie(response, console, LOGIN_CSRF_COOKIE, token, 3600)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -32,6 +32,7 @@ class Received:
     payload: dict[str, Any] | None
     error: str | None  # why the payload is not valid, in one line
     duplicate: bool = False  # a match event whose event_id was already seen
+    model: Payload | None = None  # the validated payload (lax JSON coerced: "12.5" became 12.5)
 
 
 def check_payload(topic: str, raw: bytes) -> Received:
@@ -40,6 +41,8 @@ def check_payload(topic: str, raw: bytes) -> Received:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Received(topic, None, None, f"not JSON ({exc})")
+    except RecursionError:
+        return Received(topic, None, None, "not JSON this program reads (nested too deeply)")
     if not isinstance(data, dict):
         return Received(topic, None, None, "not a JSON object")
     kind = SCHEMA_KINDS.get(str(data.get("schema")))
@@ -47,10 +50,10 @@ def check_payload(topic: str, raw: bytes) -> Received:
         return Received(topic, None, data, f"unknown schema {data.get('schema')!r}")
     model: type[Payload] = PAYLOADS[kind]
     try:
-        model.model_validate_json(raw)
+        validated = model.model_validate_json(raw)
     except ValidationError as exc:
         return Received(topic, kind, data, describe_validation_error(exc))
-    return Received(topic, kind, data, None)
+    return Received(topic, kind, data, None, model=validated)
 
 
 class Listener:

@@ -3,9 +3,10 @@ command, the benchmarks' arrival recorder, the tests' subscriber, the console's 
 subscribe (to one topic filter or several) on every (re)connect, say when the broker confirmed it or
 refused the login, and hand each message to a callback on paho's thread.
 
-With `ack_after_delivery`, a QoS 1 message is acknowledged only once the callback returned without an
-exception: a subscriber that must not lose a message (its database refused the write) leaves it
-unacknowledged, and the broker delivers it again on the next connection of a persistent session.
+With `manual_ack`, the subscriber acknowledges each QoS 1 message itself (`ack`), once it has kept it: a
+subscriber that must not lose a message (its database refused the write) holds it and acknowledges it
+when stored, and one that dies before that leaves it with the broker, which delivers it again on the
+next connection of a persistent session.
 
 Connection problems are kept in `last_error` (one line); a subscription that never got connected sets
 `failed` at its first problem (no broker, an untrusted certificate, TLS against a plain port or plain
@@ -45,7 +46,7 @@ class Subscription:
         *,
         client_id: str | None = None,
         persistent: bool = False,
-        ack_after_delivery: bool = False,
+        manual_ack: bool = False,
         on_connected: Callable[[], None] | None = None,
     ) -> None:
         """`persistent`: a session the broker keeps (and queues QoS 1 messages for) while disconnected;
@@ -60,12 +61,11 @@ class Subscription:
         self.last_error: str | None = None
         self.address = broker_address(settings)
         self._deliver = on_message
-        self._ack_after_delivery = ack_after_delivery
         self._on_connected = on_connected
         self.client = new_client(
             settings, client_id or f"{client_prefix}-{uuid.uuid4().hex[:8]}", clean_session=not persistent
         )
-        self.client.manual_ack_set(ack_after_delivery)
+        self.client.manual_ack_set(manual_ack)
         self.client.on_connect = self._on_connect
         self.client.on_subscribe = self._on_subscribe
         self.client.on_message = self._on_message
@@ -123,15 +123,11 @@ class Subscription:
         self.subscribed.set()
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
-        if not self._ack_after_delivery:
-            self._deliver(message)
-            return
-        try:
-            self._deliver(message)
-        except Exception as exc:  # kept unacknowledged: the broker sends it again after a reconnect
-            self.last_error = f"a message on {message.topic} was not taken ({exc}); it stays with the broker"
-            return
-        client.ack(message.mid, message.qos)
+        self._deliver(message)
+
+    def ack(self, message: mqtt.MQTTMessage) -> None:
+        """Acknowledge a message taken with `manual_ack` (from any thread)."""
+        self.client.ack(message.mid, message.qos)
 
     def start(self, timeout_s: float | None = None) -> None:
         """Connect in the background; with `timeout_s`, wait for the broker to confirm the subscription

@@ -107,8 +107,10 @@ def sign_command(
     target: str = ALL_DEVICES,
     now: datetime | None = None,
     lifetime: timedelta = timedelta(minutes=15),
+    nonce: str | None = None,
 ) -> bytes:
-    """A signed command envelope, ready to publish."""
+    """A signed command envelope, ready to publish. `nonce`: one chosen before (`new_nonce`), for a
+    command whose answer is awaited under it before it is signed; a fresh one by default."""
     if command not in COMMANDS:
         raise CommandRefusedError(f"unknown command {short(command)!r}", "unknown_command")
     if not timedelta(0) < lifetime <= MAX_LIFETIME:
@@ -121,9 +123,13 @@ def sign_command(
         "target": target,
         "issued_at": issued.isoformat(),
         "expires_at": (issued + lifetime).isoformat(),
-        "nonce": secrets.token_hex(16),
+        "nonce": nonce or new_nonce(),
     }
     return signed.seal(COMMAND, canonical(payload).encode(), private_key)
+
+
+def new_nonce() -> str:
+    return secrets.token_hex(16)
 
 
 def open_command(data: bytes, *, trusted_keys: Collection[str], device_id: str, now: datetime) -> Command:

@@ -6,19 +6,20 @@ from __future__ import annotations
 
 import base64
 import json
-import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.publish as publish
 import pytest
 
+from edge_agent.console import views
 from edge_agent.console.reviews import review
 from edge_agent.console.service import Console
 from edge_agent.events.schema import MatchEvent
 from edge_agent.fleet.central import read_envelope
-from edge_agent.fleet.command import COMMAND
-from edge_agent.signed import load_private_key, open_envelope, public_key_hex
+from edge_agent.fleet.command import open_command
+from edge_agent.signed import load_private_key, public_key_hex
 from tests.kits.agent_kit import PREFIX
 from tests.kits.broker import Broker, Subscriber
 from tests.kits.console_kit import console_settings
@@ -35,12 +36,29 @@ def _events(console: Console) -> list[str]:
     ]
 
 
+class SteppedClock:
+    """The console's clock, moved on by the test (a long broker outage in no time)."""
+
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 @pytest.fixture
-def open_console(tmp_path: Path, broker: Broker, central_key_file: Path) -> Iterator[Callable[[], Console]]:
+def clock() -> SteppedClock:
+    return SteppedClock()
+
+
+@pytest.fixture
+def open_console(
+    tmp_path: Path, broker: Broker, central_key_file: Path, clock: SteppedClock
+) -> Iterator[Callable[[], Console]]:
     opened: list[Console] = []
 
     def make() -> Console:
-        console = Console.open(console_settings(tmp_path, broker, command_key=central_key_file))
+        console = Console.open(console_settings(tmp_path, broker, command_key=central_key_file), clock=clock)
         assert console.ingest is not None
         console.ingest.start()
         assert console.ingest.subscription.subscribed.wait(10)
@@ -104,33 +122,46 @@ def test_status_and_health_reach_the_fleet_table(broker: Broker, open_console: C
     assert row is not None and json.loads(row["status"])["state"] == "online"
 
 
-def test_a_verdict_given_while_the_broker_is_down_is_sent_when_it_is_back(
+def test_a_verdict_given_while_the_broker_is_down_is_signed_and_sent_when_it_is_back(
     broker: Broker,
     open_console: Callable[[], Console],
     make_match_event: Callable[..., MatchEvent],
     central_key_file: Path,
+    clock: SteppedClock,
 ) -> None:
     console = open_console()
+    assert console.ingest is not None
     event = make_match_event(device_id="cam-a")
     _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
     wait_until(lambda: len(_events(console)) == 1)
     commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/#").start()
     broker.stop()
+    wait_until(lambda: console.ingest is not None and not console.ingest.connected)
     verdict = review(
         console.db, console.signer, str(event.event_id), "false_match", "rey", "not him", console.clock()
     )
-    assert console.ingest is not None
-    console.ingest.wake()
-    time.sleep(1.0)
-    stored = console.db.row("SELECT command_sent_at, command_envelope FROM events")
-    assert stored is not None and stored["command_sent_at"] is None and stored["command_envelope"]
+    assert console.ingest.send_waiting() == 0  # no broker: it waits, unsigned
+    stored = console.db.row("SELECT command_sent_at, command_envelope, command_nonce FROM events")
+    assert stored is not None and stored["command_sent_at"] is None and stored["command_envelope"] is None
+    assert stored["command_nonce"] == verdict.nonce
+    # the outage lasts longer than a command lives: the verdict must still reach the device current
+    lifetime = timedelta(seconds=console.settings.console.command_lifetime_s)
+    clock.now += 2 * lifetime
+    back_at = clock.now
     broker.start()
-    [sent] = commands.wait_for(1, timeout_s=30)
+    [sent] = [
+        m for m in commands.wait_for(1, timeout_s=30) if read_envelope(m.payload).nonce == verdict.nonce
+    ]
     assert sent.topic == f"{PREFIX}/cam-a/cmd/review"
-    envelope = read_envelope(sent.payload)
-    assert envelope.nonce == verdict.nonce and envelope.target == "cam-a"
-    _, signer, _ = open_envelope(COMMAND, sent.payload)
-    assert signer == public_key_hex(load_private_key(central_key_file))
+    # what the device checks when it arrives: signed by the central key, for it, and current
+    trusted = [public_key_hex(load_private_key(central_key_file))]
+    command = open_command(sent.payload, trusted_keys=trusted, device_id="cam-a", now=back_at)
+    assert (command.command, command.nonce, command.args["verdict"]) == (
+        "review",
+        verdict.nonce,
+        "false_match",
+    )
+    assert command.issued_at == back_at and command.expires_at == back_at + lifetime
     wait_until(
         lambda: (row := console.db.row("SELECT command_sent_at FROM events")) is not None and bool(row[0])
     )
@@ -148,3 +179,97 @@ def test_a_verdict_given_while_the_broker_is_down_is_sent_when_it_is_back(
     _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
     wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
     commands.close()
+
+
+def test_hostile_payloads_are_refused_and_acknowledged_so_ingest_never_stalls(
+    broker: Broker, open_console: Callable[[], Console], make_match_event: Callable[..., MatchEvent]
+) -> None:
+    console = open_console()
+    assert console.ingest is not None
+    topic = f"{PREFIX}/cam-a/events/match"
+    nested = b"[" * 100_000  # json.loads raises RecursionError on it, not a JSONDecodeError
+    for _ in range(30):  # more than mosquitto's 20 messages in flight unacknowledged
+        _publish(broker, topic, nested)
+    good = make_match_event(device_id="cam-a")
+    _publish(broker, topic, good.to_json())
+    wait_until(lambda: _events(console) == [str(good.event_id)], timeout_s=20)
+    assert console.ingest.counts["refused"] == 30
+    assert console.ingest.last_refusal is not None and "nested too deeply" in console.ingest.last_refusal
+
+
+def test_what_is_stored_is_the_validated_payload_so_a_string_false_is_false(
+    broker: Broker, open_console: Callable[[], Console], make_match_event: Callable[..., MatchEvent]
+) -> None:
+    console = open_console()
+    event = json.loads(make_match_event(device_id="cam-a").to_json())
+    event["distance"] = str(event["distance"])  # lax JSON: pydantic takes "0.41" for a number
+    _publish(broker, f"{PREFIX}/cam-a/events/match", json.dumps(event).encode())
+    wait_until(lambda: len(_events(console)) == 1)
+    verdict = review(console.db, console.signer, event["event_id"], "false_match", "rey", "", console.clock())
+    answer = {
+        "schema": "edge-agent.cmd-result/1",
+        "device_id": "cam-a",
+        "at": "2026-12-04T10:00:00+00:00",
+        "accepted": "false",
+        "reason": "expired",
+        "message": "command expired",
+        "command": "review",
+        "nonce": verdict.nonce,
+    }
+    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
+    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    row = console.db.row("SELECT payload, answer FROM events")
+    assert row is not None and json.loads(row["payload"])["distance"] == float(event["distance"])
+    assert json.loads(row["answer"])["accepted"] is False
+    shown = views.event(console.db, event["event_id"], {})
+    assert shown is not None and shown.answer_line == "refused (expired): command expired"
+
+
+def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_order_once_it_can(
+    broker: Broker, open_console: Callable[[], Console], make_match_event: Callable[..., MatchEvent]
+) -> None:
+    console = open_console()
+    assert console.ingest is not None
+    with console.db.reading() as conn:
+        conn.execute("PRAGMA query_only = ON")  # every write fails, as on a full or broken disk
+    sent = [make_match_event(device_id="cam-a") for _ in range(3)]
+    for event in sent:
+        _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
+    wait_until(lambda: console.ingest is not None and console.ingest.held == 3)
+    assert _events(console) == [] and console.ingest.last_store_error is not None
+    with console.db.reading() as conn:
+        conn.execute("PRAGMA query_only = OFF")
+    console.ingest.wake()
+    wait_until(lambda: len(_events(console)) == 3)
+    assert console.ingest.held == 0
+    received = [str(row[0]) for row in console.db.rows("SELECT event_id FROM events ORDER BY rowid")]
+    assert received == [str(event.event_id) for event in sent]
+    # each was acknowledged once stored: a restart gets none of them again
+    console.close()
+    again = open_console()
+    assert again.ingest is not None
+    later = make_match_event(device_id="cam-a")
+    _publish(broker, f"{PREFIX}/cam-a/events/match", later.to_json())
+    wait_until(lambda: len(_events(again)) == 4)
+    assert again.ingest.counts["duplicate"] == 0 and again.ingest.counts["match"] == 1
+
+
+def test_a_retained_status_does_not_make_a_silent_device_look_seen(
+    broker: Broker, open_console: Callable[[], Console], clock: SteppedClock
+) -> None:
+    status = {
+        "schema": "edge-agent.status/1",
+        "device_id": "cam-a",
+        "state": "online",
+        "agent_version": "0.1.0",
+    }
+    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), retain=True)
+    first = open_console()  # a new console gets the retained status: the device's row, seen "now"
+    wait_until(lambda: first.db.row("SELECT last_seen FROM devices") is not None)
+    seen = first.db.row("SELECT last_seen FROM devices")
+    first.close()
+    clock.now += timedelta(hours=6)  # the device said nothing since
+    again = open_console()  # its subscription gets the same retained status again
+    assert again.ingest is not None
+    wait_until(lambda: again.ingest is not None and again.ingest.counts["status"] >= 1)
+    assert again.db.row("SELECT last_seen FROM devices") == seen

@@ -3,21 +3,23 @@ no session, the wrong role, a form without its CSRF token, a password guesser.""
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
 
+from edge_agent.console import views
 from edge_agent.console.accounts import LoginRefused
 from edge_agent.console.app import build_app
 from edge_agent.console.received import record
 from edge_agent.console.service import Console
-from edge_agent.events.schema import MatchEvent
-from edge_agent.fleet.central import read_envelope
+from edge_agent.events.schema import MatchEvent, StatusMessage
 from edge_agent.watchlist import audit
 from tests.kits.clihelp import run_cli
 from tests.kits.console_kit import PASSWORD, console_settings, with_accounts
@@ -38,12 +40,15 @@ def client(console: Console) -> Iterator[TestClient]:
         yield made
 
 
-def login(client: TestClient, username: str, password: str = PASSWORD) -> int:
+def login(
+    client: TestClient, username: str, password: str = PASSWORD, forwarded_for: str | None = None
+) -> int:
     page = client.get("/login")
     token = CSRF.search(page.text)
     assert token is not None, page.text
-    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token[1]})
-    return answer.status_code
+    data = {"username": username, "password": password, "csrf_token": token[1]}
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    return client.post("/login", data=data, headers=headers).status_code
 
 
 def csrf_of(client: TestClient, path: str = "/") -> str:
@@ -84,7 +89,10 @@ def test_a_reviewer_on_an_admin_page_is_refused_and_an_admin_is_not(client: Test
     assert client.get("/admin/accounts").status_code == 200
 
 
-def test_a_form_without_its_csrf_token_is_refused(client: TestClient, console: Console) -> None:
+def test_a_form_without_its_csrf_token_is_refused(
+    client: TestClient, console: Console, make_match_event: Callable[..., MatchEvent]
+) -> None:
+    event_id = _stored_event(console, make_match_event())
     # the login form: no token, and a token that is not the cookie's
     assert client.post("/login", data={"username": "rey", "password": PASSWORD}).status_code == 403
     client.get("/login")
@@ -92,10 +100,15 @@ def test_a_form_without_its_csrf_token_is_refused(client: TestClient, console: C
     assert client.post("/login", data=forged).status_code == 403
     assert login(client, "rey") == 303
     # logged in: a verdict and a logout without the session's token change nothing
-    assert client.post("/events/e1/review", data={"verdict": "false_match"}).status_code == 403
+    for data in ({"verdict": "confirmed"}, {"verdict": "confirmed", "csrf_token": "forged"}):
+        assert client.post(f"/events/{event_id}/review", data=data).status_code == 403
     assert client.post("/logout", data={"csrf_token": "forged"}).status_code == 403
     assert client.get("/").status_code == 200  # still logged in
+    assert console.db.row("SELECT state FROM events")["state"] == "open"  # type: ignore[index]
     assert console.db.row("SELECT COUNT(*) AS n FROM audit WHERE action = 'review'")["n"] == 0  # type: ignore[index]
+    # with its token the same verdict is taken: the refusals above were the token's doing
+    data = {"verdict": "confirmed", "csrf_token": csrf_of(client)}
+    assert client.post(f"/events/{event_id}/review", data=data).status_code == 303
 
 
 def test_five_wrong_passwords_slow_the_account_down(client: TestClient, console: Console) -> None:
@@ -115,8 +128,11 @@ def test_every_answer_carries_the_security_headers_and_the_session_cookie_is_htt
     client: TestClient,
 ) -> None:
     page = client.get("/login")
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'none': no scripts
-    assert page.headers["x-frame-options"] == "DENY"
+    policy = [part.strip() for part in page.headers["content-security-policy"].split(";")]
+    assert policy[0] == "default-src 'none'" and not any(
+        p.startswith("script-src") for p in policy
+    )  # no scripts
+    assert "frame-ancestors 'none'" in policy and page.headers["x-frame-options"] == "DENY"
     token = CSRF.search(page.text)
     assert token is not None
     answer = client.post("/login", data={"username": "ada", "password": PASSWORD, "csrf_token": token[1]})
@@ -155,19 +171,18 @@ def test_a_verdict_is_taken_once_signed_for_its_device_and_audited_with_the_revi
         again = client.post(f"/events/{event_id}/review", data={**verdict, "verdict": "false_match"})
         assert again.status_code == 409 and "already reviewed by rey" in again.text
         assert f'id="event-{event_id}"' not in client.get("/").text  # no longer open
-    row = console.db.row("SELECT state, reviewed_by, comment, command_envelope FROM events")
+    row = console.db.row("SELECT state, reviewed_by, comment, command_nonce, command_envelope FROM events")
     assert row is not None and (row["state"], row["reviewed_by"], row["comment"]) == (
         "confirmed",
         "rey",
         "checked the badge",
     )
-    command = read_envelope(bytes(row["command_envelope"]))
-    assert (command.command, command.target) == ("review", "cam-a")
+    assert row["command_envelope"] is None  # signed when sent (test_console_ingest), not before
     check = audit.verify_chain(console.db.conn)
     assert check.ok
     [entry] = [r for r in audit.rows(console.db.conn) if r.action == "review"]
     assert entry.actor == "rey" and entry.details["verdict"] == "confirmed"
-    assert entry.details["command_nonce"] == command.nonce
+    assert entry.details["command_nonce"] == row["command_nonce"] and len(row["command_nonce"]) == 32
     console.close()
 
 
@@ -222,7 +237,114 @@ def test_the_wait_doubles_with_each_failure_after_the_limit_and_old_failures_are
     assert isinstance(accounts.login("rey", "wrong password!!", "10.0.0.1", last + lockout + 1), LoginRefused)
     doubled = accounts.login("rey", PASSWORD, "10.0.0.1", last + lockout + 2)
     assert isinstance(doubled, LoginRefused) and doubled.retry_after_s == pytest.approx(2 * lockout - 1)
-    # an hour and more later a failure starts the count again, and the right password gets in
-    much_later = last + lockout + 1 + 3601
-    assert accounts.login("rey", "wrong password!!", "10.0.0.1", much_later).message.startswith("wrong")  # type: ignore[union-attr]
-    assert not isinstance(accounts.login("rey", PASSWORD, "10.0.0.1", much_later + 1), LoginRefused)
+    # a guesser who waits out the longest wait between guesses does not reset the count: one more an
+    # hour later doubles it again
+    hour_later = last + lockout + 1 + 3601
+    assert accounts.login("rey", "wrong password!!", "10.0.0.1", hour_later).message.startswith("wrong")  # type: ignore[union-attr]
+    again = accounts.login("rey", PASSWORD, "10.0.0.1", hour_later + 1)
+    assert isinstance(again, LoginRefused) and again.retry_after_s == pytest.approx(4 * lockout - 1)
+    # a day after the last failure it is forgotten, and the right password gets in
+    next_day = hour_later + 86401
+    assert not isinstance(accounts.login("rey", PASSWORD, "10.0.0.1", next_day), LoginRefused)
+
+
+def test_one_reviewer_s_typos_do_not_lock_out_another_at_the_same_address_nor_the_same_one_elsewhere(
+    console: Console,
+) -> None:
+    accounts, limit = console.accounts, console.settings.console.login_attempts
+    for second in range(limit):
+        accounts.login("rey", "wrong password!!", "10.0.0.1", 1000.0 + second)
+    assert isinstance(accounts.login("rey", PASSWORD, "10.0.0.1", 1010.0), LoginRefused)
+    assert not isinstance(accounts.login("ada", PASSWORD, "10.0.0.1", 1011.0), LoginRefused)
+    assert not isinstance(accounts.login("rey", PASSWORD, "10.0.0.2", 1012.0), LoginRefused)
+    # one address guessing over many names is slowed down too, at four times the limit
+    sprayed = [
+        accounts.login(f"user{n}", "guess guess guess", "10.9.9.9", 2000.0 + n) for n in range(4 * limit)
+    ]
+    assert all(isinstance(outcome, LoginRefused) and outcome.retry_after_s is None for outcome in sprayed)
+    after = accounts.login("ada", PASSWORD, "10.9.9.9", 2000.0 + 4 * limit)
+    assert isinstance(after, LoginRefused) and after.retry_after_s is not None
+    # and what is kept is hashed: no name or address typed is in the table
+    keys = " ".join(str(row["key"]) for row in console.db.rows("SELECT key FROM login_failures"))
+    assert "rey" not in keys and "10.0.0.1" not in keys and "user1" not in keys
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+def test_behind_a_trusted_proxy_the_throttle_counts_each_client_and_elsewhere_ignores_the_header(
+    tmp_path: Path, trusted: bool
+) -> None:
+    proxies = ["127.0.0.1"] if trusted else []
+    console = with_accounts(
+        Console.open(console_settings(tmp_path, None, trusted_proxies=proxies), with_ingest=False)
+    )
+    app = build_app(console)
+    proxy = ("127.0.0.1", 40000)  # every request comes from the proxy on this machine
+    with TestClient(app, base_url="http://127.0.0.1", follow_redirects=False, client=proxy) as client:
+        for _ in range(console.settings.console.login_attempts):
+            assert login(client, "rey", "wrong password!!", forwarded_for="198.51.100.7") == 401
+        assert login(client, "rey", forwarded_for="198.51.100.7") == 429
+        # another client behind the same proxy: its own count when the proxy is trusted; where it is
+        # not, the header is anyone's to write and changes nothing
+        assert login(client, "rey", forwarded_for="203.0.113.9") == (303 if trusted else 429)
+    console.close()
+
+
+@pytest.mark.parametrize("path", ["/login-as-admin", "/loginx", "/static"])
+def test_only_the_login_page_and_the_style_sheet_are_public_not_what_merely_starts_like_them(
+    client: TestClient, path: str
+) -> None:
+    answer = client.get(path)
+    assert answer.status_code == 303 and answer.headers["location"] == "/login"
+
+
+def test_with_secure_cookies_the_cookies_are_secure_and_host_only(tmp_path: Path) -> None:
+    console = with_accounts(
+        Console.open(console_settings(tmp_path, None, secure_cookies=True), with_ingest=False)
+    )
+    with TestClient(build_app(console), base_url="https://127.0.0.1", follow_redirects=False) as client:
+        assert login(client, "rey") == 303
+        names = {cookie.name for cookie in client.cookies.jar}
+        assert names == {"__Host-edge_agent_login_csrf", "__Host-edge_agent_session"}
+        assert all(cookie.secure and cookie.path == "/" for cookie in client.cookies.jar)
+        assert client.get("/").status_code == 200
+    console.close()
+
+
+def test_the_queue_pages_through_every_open_match_newest_first(
+    client: TestClient, console: Console, make_match_event: Callable[..., MatchEvent]
+) -> None:
+    start = datetime(2026, 12, 1, tzinfo=UTC)
+    made = [
+        _stored_event(console, make_match_event(captured_at=start + timedelta(minutes=n)))
+        for n in range(views.PAGE + 5)
+    ]
+    assert login(client, "rey") == 303
+    first, second = client.get("/"), client.get("/?page=1")
+    shown = [re.findall(r'id="event-([0-9a-f-]+)"', page.text) for page in (first, second)]
+    assert shown[0] == made[::-1][: views.PAGE] and shown[1] == made[4::-1]  # the oldest five on page 2
+    assert 'href="?page=1"' in first.text and 'href="?page=0"' in second.text
+    api = client.get("/api/events?page=1").json()
+    assert (api["total"], api["pages"], len(api["events"])) == (views.PAGE + 5, 2, 5)
+
+
+def test_the_fleet_page_shows_a_device_whose_audit_anchor_is_malformed(
+    client: TestClient, console: Console
+) -> None:
+    nested = base64.b64encode(b"[" * 6000).decode()  # within the schema's size, too deep for json.loads
+    status = {
+        "schema": "edge-agent.status/1",
+        "device_id": "cam-odd",
+        "state": "online",
+        "agent_version": "0.1.0",
+        "audit_anchor": {
+            "format": "edge-agent-audit-anchor",
+            "version": 1,
+            "payload": nested,
+            "signer": "0" * 64,
+            "signature": "0" * 128,
+        },
+    }
+    record(console.db, "status", json.loads(StatusMessage.model_validate(status).to_json()), console.clock())
+    assert login(client, "rey") == 303
+    fleet = client.get("/fleet")
+    assert fleet.status_code == 200 and "cam-odd" in fleet.text
