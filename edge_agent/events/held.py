@@ -74,6 +74,11 @@ class Held(Generic[T]):
                 f"(the oldest held is dropped, {self.dropped})"
             )
 
+    def items(self) -> list[T]:
+        """What is held now, oldest first (a copy)."""
+        with self._lock:
+            return list(self._items)
+
     def first(self) -> T | None:
         """The oldest held item (the next to write), or None."""
         with self._lock:

@@ -220,6 +220,10 @@ class EventStore:
         """Decided matches held in memory, not yet stored (and so not sent)."""
         return len(self._held)
 
+    def held_ids(self) -> list[str]:
+        """The event ids of the matches held now, in decision order."""
+        return [str(item.event_id) for item in self._held.items()]
+
     def retry(self, force: bool = False) -> int:
         """While in a fault state (or holding matches): at most every `RETRY_S` (always with `force`),
         reopen if needed, mark remembered acknowledgements, commit held matches in order. Returns how
