@@ -3,17 +3,10 @@
 - Passwords are hashed with argon2id (`argon2-cffi`'s defaults, RFC 9106's second recommendation) and
   re-hashed at the next login when those parameters change. A login for an unknown name still runs
   one hash, so the answer's timing does not tell which names exist.
-- Failed logins are counted three ways, and an attempt is refused without looking at the password
-  while any of them must wait: for one account from one address (`console.login_attempts`), for one
-  address over all accounts (4 times that: a guesser spraying names), and for one account over all
-  addresses (10 times that: a guesser spread over many). The wait is `console.login_lockout_s`,
-  doubled at each failure after the limit, up to an hour. A correct login clears only its own account
-  and address's count (not the address's, not the account's: an account of his own must not let a
-  guesser reset them). Failures are forgotten a day after the last one, well past the longest wait, so
-  one guess an hour stays at the longest wait. The counts are kept under the SHA-256 of what they
-  count, not the names typed, and purged a day after their last failure.
-- Addresses are the client's as the web server sees it; behind a TLS-terminating proxy that is the
-  proxy's, unless it is listed in `console.trusted_proxies` (its X-Forwarded-For is read then).
+- Failed logins slow a guesser down, per account and address, per address and per account
+  (`edge_agent.console.throttle`). Addresses are the client's as the web server sees it; behind a
+  TLS-terminating proxy that is the proxy's, unless it is listed in `console.trusted_proxies` (its
+  X-Forwarded-For is read then).
 - A session is a random token in an HttpOnly cookie; the database keeps only its SHA-256, with the
   session's CSRF token and its expiry. Logging out deletes the row: the cookie is worthless after.
 """
@@ -31,6 +24,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from edge_agent.console.database import ConsoleDatabase
 from edge_agent.console.settings import ConsoleSettings
+from edge_agent.console.throttle import Attempt, LoginThrottle
 from edge_agent.errors import EdgeAgentError
 from edge_agent.events.database import db_time
 from edge_agent.watchlist import audit
@@ -39,10 +33,6 @@ Role = Literal["reviewer", "admin"]
 ROLES: tuple[Role, ...] = ("reviewer", "admin")
 MIN_PASSWORD = 12
 MAX_PASSWORD = 1024
-LONGEST_WAIT_S = 3600.0
-FORGET_S = 86400.0  # failures a day old are forgotten (longer than the longest wait)
-ADDRESS_FACTOR = 4  # one address may fail this many times the limit over all accounts
-ACCOUNT_FACTOR = 10  # one account may fail this many times the limit over all addresses
 _USERNAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
@@ -80,6 +70,7 @@ class Accounts:
         self.db = db
         self.settings = settings
         self.hasher = PasswordHasher()
+        self.throttle = LoginThrottle(db, settings)
         self._dummy_hash = self.hasher.hash(secrets.token_hex(16))
 
     # ---- accounts --------------------------------------------------------------------------------
@@ -136,27 +127,18 @@ class Accounts:
         """The account, when the name and password are right and neither the account nor the address
         must wait; else why not. `now` is wall-clock seconds (time.time())."""
         name = username.strip().lower()
-        limit = self.settings.login_attempts
-        counted = (
-            (_count_key("pair", f"{name}@{address}"), limit),
-            (_count_key("address", address), limit * ADDRESS_FACTOR),
-            (_count_key("account", name), limit * ACCOUNT_FACTOR),
-        )
-        keys = tuple(key for key, _ in counted)
-        wait = max(self._wait(key, most, now) for key, most in counted)
-        if wait > 0:
-            return LoginRefused(f"too many failed logins: try again in {wait:.0f} s", wait)
+        attempt = self.throttle.begin(name, address, now)
+        if not isinstance(attempt, Attempt):
+            return LoginRefused(f"too many failed logins: try again in {attempt:.0f} s", attempt)
         row = self.db.row("SELECT username, role, password_hash FROM accounts WHERE username = ?", name)
         if row is None or len(password) > MAX_PASSWORD:
             self._check(self._dummy_hash, password[:MAX_PASSWORD])
-            self._failed(keys, now)
             return LoginRefused("wrong user name or password")
         if not self._check(str(row["password_hash"]), password):
-            self._failed(keys, now)
             return LoginRefused("wrong user name or password")
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM login_failures WHERE key = ?", (keys[0],))
-            if self.hasher.check_needs_rehash(str(row["password_hash"])):
+        self.throttle.succeeded(attempt, now)
+        if self.hasher.check_needs_rehash(str(row["password_hash"])):
+            with self.db.transaction() as conn:
                 conn.execute(
                     "UPDATE accounts SET password_hash = ? WHERE username = ?",
                     (self.hasher.hash(password), name),
@@ -168,25 +150,6 @@ class Accounts:
             return bool(self.hasher.verify(hashed, password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
-
-    def _wait(self, key: str, limit: int, now: float) -> float:
-        row = self.db.row("SELECT failures, last_at FROM login_failures WHERE key = ?", key)
-        if row is None or now - float(row["last_at"]) > FORGET_S or int(row["failures"]) < limit:
-            return 0.0
-        over = int(row["failures"]) - limit
-        wait = min(LONGEST_WAIT_S, self.settings.login_lockout_s * 2.0 ** min(over, 20))
-        return max(0.0, float(row["last_at"]) + wait - now)
-
-    def _failed(self, keys: tuple[str, ...], now: float) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM login_failures WHERE last_at < ?", (now - FORGET_S,))
-            for key in keys:
-                conn.execute(
-                    "INSERT INTO login_failures (key, failures, last_at) VALUES (?, 1, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET last_at = excluded.last_at, failures = CASE "
-                    "WHEN excluded.last_at - last_at > ? THEN 1 ELSE failures + 1 END",
-                    (key, now, FORGET_S),
-                )
 
     # ---- sessions --------------------------------------------------------------------------------
 
@@ -247,12 +210,6 @@ def check_username(username: str) -> str:
 def check_password(password: str) -> None:
     if not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters")
-
-
-def _count_key(kind: str, value: str) -> str:
-    """What a failure count is kept under: the kind and the SHA-256 of the name or address (a typed
-    name can be anything and anything long)."""
-    return f"{kind}:{_digest(value)}"
 
 
 def _digest(token: str) -> str:

@@ -137,20 +137,26 @@ def _send(request: Request, ctx: Ctx, data: FormData) -> Response:
         bundle, count = _bundle(ctx)
     except EdgeAgentError as exc:
         return _watchlist_page(request, ctx, str(exc), None, 409)
+    if not console.ingest.connected:
+        return _watchlist_page(
+            request, ctx, "the console is not connected to the broker: nothing was sent", None, 503
+        )
     args = {"bundle": base64.b64encode(bundle).decode("ascii"), "mode": "delta"}
     envelope = console.signer.sign("apply_bundle", args, ALL_DEVICES, console.clock())
     nonce = read_envelope(envelope).nonce
-    if not console.ingest.publish(
-        command_topic(console.settings.mqtt, ALL_DEVICES, "apply_bundle"), envelope
-    ):
-        return _watchlist_page(
-            request, ctx, "the broker did not take the command: nothing was sent", None, 503
-        )
-    with console.db.transaction() as conn:
+    with console.db.transaction() as conn:  # before it goes out: a send is never missing from the log
         details = {"subjects": count, "command_nonce": nonce, "mode": "delta"}
         audit.append(
             conn, actor=ctx.user, action="bundle_sent", subject_id=None, details=details, at=console.clock()
         )
+    if not console.ingest.publish(
+        command_topic(console.settings.mqtt, ALL_DEVICES, "apply_bundle"), envelope
+    ):
+        why = (
+            f"the broker did not acknowledge the command (nonce {nonce}) in time: it may still reach the "
+            "devices, whose answers will show here; send again if none does"
+        )
+        return _watchlist_page(request, ctx, why, None, 503)
     return _watchlist_page(
         request, ctx, None, f"{count} subject(s) sent to every device (nonce {nonce})", 200
     )

@@ -8,8 +8,9 @@ One file (WAL, `synchronous=FULL`), connections in autocommit mode with explicit
   before anything is sent, so a broker that is down delays it and loses nothing;
 - `devices`: each device's last status, health and report, and when it was last heard;
 - `results`: every command answer (`cmd/result`) as received;
-- `accounts`, `sessions`, `login_failures`: reviewers and admins, their logins, and the failed attempts
-  that slow a password guesser down;
+- `accounts`, `sessions`, `login_failures`, `known_logins`: reviewers and admins, their logins, the
+  failed attempts that slow a password guesser down, and the addresses each account logged in from
+  (`throttle.py`);
 - `audit`: every reviewer's and admin's action, hash-chained as the devices' own log is
   (`edge_agent.watchlist.audit`), append-only.
 """
@@ -89,6 +90,14 @@ _V1 = (
     )""",
     *audit.TABLE,
 )
+_V2 = (
+    """CREATE TABLE known_logins (
+        key TEXT PRIMARY KEY,
+        last_at REAL NOT NULL
+    )""",
+    "ALTER TABLE events ADD COLUMN command_sends INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE devices ADD COLUMN online_at TEXT",
+)
 
 
 class ConsoleDatabase:
@@ -110,7 +119,7 @@ class ConsoleDatabase:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute("PRAGMA foreign_keys = ON")
-            migrate(self.conn, path, "console database", (statements(*_V1),))
+            migrate(self.conn, path, "console database", (statements(*_V1), statements(*_V2)))
         except sqlite3.Error as exc:
             raise EdgeAgentError(f"{path}: not a usable console database ({exc})") from None
 
@@ -131,6 +140,18 @@ class ConsoleDatabase:
         """The connection for reads that take several statements (no other thread's write between)."""
         with self._lock:
             yield self.conn
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A read-only connection of its own, inside one read transaction: a long read (the whole audit
+        chain) sees one state of the file and holds up no other thread (WAL lets it read beside them)."""
+        conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30.0)
+        try:
+            conn.row_factory = sqlite3.Row
+            conn.execute("BEGIN")
+            yield conn
+        finally:
+            conn.close()
 
     def rows(self, sql: str, *params: object) -> list[sqlite3.Row]:
         with self._lock:

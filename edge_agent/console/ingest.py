@@ -10,9 +10,12 @@ delivers them at its next connection. The console acknowledges a message itself
 - refused (not a topic it reads, too big, not valid against its schema, or naming another device than
   its topic, or anything else that makes it unreadable): counted, its first line kept for the fleet
   page, and acknowledged, since it would be refused again;
-- the database refused the write (full disk, I/O error): held in memory, in order, behind it everything
-  that arrives after, and written again every few seconds; each is acknowledged once stored. A console
-  that dies meanwhile has acknowledged none of them, so the broker delivers them again.
+- the database refused the write (full disk, I/O error): held in memory, in order, behind it every QoS 1
+  message that arrives after, and written again every few seconds; each is acknowledged once stored. A
+  console that dies meanwhile has acknowledged none of them, so the broker delivers them again. The
+  broker sends at most its inflight window (mosquitto: 20) unacknowledged, so few are held; it queues
+  the rest for the session (mosquitto: `max_queued_messages`, 1000 by default, then it drops). QoS 0
+  messages (health) are dropped meanwhile: nobody would send them again, and the next replaces them.
 
 What is stored is the payload as validated (`check_payload`'s model, written as the agent writes it),
 not the bytes received: a lax `"12.5"` is stored as the number 12.5, so no page has to guess a type.
@@ -34,7 +37,7 @@ import sqlite3
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -61,6 +64,7 @@ KINDS_BY_TOPIC = {
     "cmd/result": "cmd-result",
 }
 RETRY_S = 5.0
+RESEND_S = 120.0  # an unanswered review command is sent again after this long
 PUBACK_TIMEOUT_S = 10.0
 
 Clock = Callable[[], datetime]
@@ -136,12 +140,17 @@ class Ingest:
     def _on_message(self, message: mqtt.MQTTMessage) -> None:
         """On paho's thread; never raises (paho's loop would end with it)."""
         with self._held_lock:
-            if self._held:  # keep the order: nothing is stored past a message still waiting
-                self._held.append(message)
-                return
-            if not self._take(message):
-                self._held.append(message)
-                self._wake.set()
+            if self._held or not self._take(message):  # nothing is stored past a message still waiting
+                self._hold(message)
+
+    def _hold(self, message: mqtt.MQTTMessage) -> None:
+        if message.qos == 0:  # nobody sends it again, and the next one (health) replaces it: dropped
+            self.counts["dropped"] += 1
+            return
+        if message.dup and any(held.mid == message.mid for held in self._held):
+            return  # the broker's redelivery, after a reconnect, of one held already
+        self._held.append(message)
+        self._wake.set()
 
     def _take(self, message: mqtt.MQTTMessage) -> bool:
         """Stores or refuses one message and acknowledges it; False (unacknowledged) when the database
@@ -186,6 +195,8 @@ class Ingest:
             return
         stored = record(self.db, kind, payload, self.clock(), retained=bool(message.retain))
         self.counts[kind if stored else "duplicate"] += 1
+        if kind == "status" and payload.get("state") == "online":
+            self._wake.set()  # its unanswered verdicts are due now
 
     def _store_held(self) -> None:
         """Writes the held messages again, oldest first, until the database refuses one."""
@@ -222,17 +233,29 @@ class Ingest:
                 logger.exception("console: storing held messages or sending the waiting commands failed")
 
     def send_waiting(self) -> int:
-        """Signs and publishes every review command the broker has not acknowledged yet; how many it
-        took. Each is signed now, with the nonce its verdict was given, so its lifetime starts here."""
-        waiting = self.db.rows(
-            "SELECT event_id, device_id, state, command_nonce FROM events "
-            "WHERE command_nonce IS NOT NULL AND command_sent_at IS NULL ORDER BY reviewed_at"
+        """Signs and publishes every review command that is due; how many the broker took.
+
+        Due: never taken by the broker, or taken but unanswered and either sent more than `RESEND_S`
+        ago or sent before the device last came online. Devices keep no session with the broker (a
+        command published while one is away is dropped), so a command is sent again until the device
+        answers it. Each is signed at sending, with the nonce its verdict was given: its lifetime starts
+        then, and a device that took an earlier copy refuses the next as replayed."""
+        resend_before = db_time(self.clock() - timedelta(seconds=RESEND_S))
+        due = self.db.rows(
+            "SELECT e.event_id, e.device_id, e.state, e.command_nonce FROM events e "
+            "LEFT JOIN devices d ON d.device_id = e.device_id "
+            "WHERE e.command_nonce IS NOT NULL AND e.answer IS NULL AND (e.command_sent_at IS NULL "
+            "OR e.command_sent_at < ? OR (d.online_at IS NOT NULL AND d.online_at > e.command_sent_at)) "
+            "ORDER BY e.reviewed_at",
+            resend_before,
         )
-        if waiting and self.signer is None:
-            self.last_store_error = f"{len(waiting)} verdict(s) wait for console.command_key to be signed"
+        if due and self.signer is None:
+            self.last_store_error = f"{len(due)} verdict(s) wait for console.command_key to be signed"
             return 0
         sent = 0
-        for row in waiting:
+        for row in due:
+            if self._stop.is_set():
+                break
             assert self.signer is not None
             event_id, device_id = str(row["event_id"]), str(row["device_id"])
             nonce, verdict = str(row["command_nonce"]), str(row["state"])
@@ -241,7 +264,8 @@ class Ingest:
                 break  # the broker is away: the rest waits for the next connection
             with self.db.transaction() as conn:
                 conn.execute(
-                    "UPDATE events SET command_envelope = ?, command_sent_at = ? WHERE event_id = ?",
+                    "UPDATE events SET command_envelope = ?, command_sent_at = ?, "
+                    "command_sends = command_sends + 1 WHERE event_id = ?",
                     (envelope, db_time(self.clock()), event_id),
                 )
             sent += 1

@@ -17,25 +17,27 @@ from edge_agent.watchlist import tables
 from edge_agent.watchlist.records import Subject
 
 
-def master_subjects(path: Path) -> dict[str, Subject]:
-    """Every subject of the master watchlist by id (removed and expired ones too); empty without one."""
+def master_subjects(path: Path) -> dict[str, Subject] | None:
+    """Every subject of the master watchlist by id (removed and expired ones too); empty without one,
+    None when it could not be read now (locked, or being replaced)."""
     if not path.is_file():
         return {}
     try:
         conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5.0)
     except sqlite3.Error:
-        return {}
+        return None
     try:
         conn.row_factory = sqlite3.Row
         return {subject.id: subject for subject in tables.subjects(conn, include_inactive=True)}
     except sqlite3.Error:
-        return {}
+        return None
     finally:
         conn.close()
 
 
 class MasterSubjects:
-    """`master_subjects(path)`, kept while the watchlist's files stay as they were."""
+    """`master_subjects(path)`, kept while the watchlist's files stay as they were; after a failed read,
+    the last subjects read, and it tries again at the next call."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -47,7 +49,9 @@ class MasterSubjects:
         stamp = tuple(_stamp(self.path.with_name(self.path.name + end)) for end in ("", "-wal"))
         with self._lock:
             if stamp != self._stamp:
-                self._subjects, self._stamp = master_subjects(self.path), stamp
+                found = master_subjects(self.path)
+                if found is not None:
+                    self._subjects, self._stamp = found, stamp
             return self._subjects
 
 

@@ -95,7 +95,7 @@ def _subjects(ctx: Ctx) -> dict[str, Subject]:
 
 def _page_number(request: Request) -> int:
     text = request.query_params.get("page", "0")
-    return int(text) if text.isdigit() and len(text) < 7 else 0
+    return int(text) if text.isascii() and text.isdigit() and len(text) < 7 else 0
 
 
 def _queue(request: Request, ctx: Ctx) -> Response:

@@ -44,6 +44,7 @@ class EventView:
     comment: str | None
     command_nonce: str | None
     command_sent_at: str | None
+    command_sends: int
     answer: dict[str, Any] | None
 
     @property
@@ -56,6 +57,10 @@ class EventView:
         if self.answer is None:
             return None
         if not self.answer.get("accepted"):
+            if self.answer.get("reason") == "replayed":  # its answer to an earlier copy never came
+                return (
+                    "taken before: the device had already received this command (its first answer was lost)"
+                )
             return f"refused ({self.answer.get('reason')}): {self.answer.get('message')}"
         details = self.answer.get("details") or {}
         if self.state == "false_match":
@@ -92,7 +97,8 @@ def event_view(row: sqlite3.Row, subjects: dict[str, Subject]) -> EventView:
         reviewed_at=_short_time(row["reviewed_at"]) if row["reviewed_at"] else None,
         comment=row["comment"],
         command_nonce=row["command_nonce"],
-        command_sent_at=row["command_sent_at"],
+        command_sent_at=_short_time(row["command_sent_at"]) if row["command_sent_at"] else None,
+        command_sends=int(row["command_sends"]),
         answer=json.loads(row["answer"]) if row["answer"] else None,
     )
 
@@ -210,7 +216,7 @@ def _anchor_text(envelope: object) -> str | None:
 
 def audit_rows(db: ConsoleDatabase, limit: int = 500) -> tuple[audit.AuditCheck, list[audit.AuditRow]]:
     """The console's audit log, newest first, and whether its chain holds."""
-    with db.reading() as conn:  # one consistent read of the whole chain
+    with db.snapshot() as conn:  # one consistent read of the whole chain, beside ingest and the pages
         check = audit.verify_chain(conn)
         rows = audit.rows(conn, limit=limit)
     return check, rows

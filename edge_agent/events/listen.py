@@ -7,6 +7,7 @@ why a payload is not valid. Match events are deduplicated by event_id, as every 
 from __future__ import annotations
 
 import json
+import math
 import queue
 import threading
 import time
@@ -35,10 +36,39 @@ class Received:
     model: Payload | None = None  # the validated payload (lax JSON coerced: "12.5" became 12.5)
 
 
+class NotFiniteError(ValueError):
+    """A number JSON cannot carry (NaN, Infinity), or one no payload holds (a float past its range, an
+    integer past 64 bits, which pydantic would turn into an infinite float)."""
+
+
+LARGEST_INT = 2**63
+
+
+def _finite(text: str) -> float:
+    number = float(text)
+    if not math.isfinite(number):
+        raise NotFiniteError(f"{text[:20]} is not a finite number")
+    return number
+
+
+def _bounded_int(text: str) -> int:
+    if len(text) > 20 or abs(number := int(text)) >= LARGEST_INT:
+        raise NotFiniteError(f"{text[:20]}... is larger than any payload holds")
+    return number
+
+
+def _no_constant(name: str) -> float:
+    raise NotFiniteError(f"{name} is not a number JSON allows")
+
+
 def check_payload(topic: str, raw: bytes) -> Received:
-    """Parse and validate one message against the schema it names."""
+    """Parse and validate one message against the schema it names. Numbers must be finite and in range:
+    pydantic would take `1e999`, `NaN` or a 400-digit integer for a float, and the payload, written out
+    again, would carry null."""
     try:
-        data = json.loads(raw)
+        data = json.loads(raw, parse_float=_finite, parse_int=_bounded_int, parse_constant=_no_constant)
+    except NotFiniteError as exc:
+        return Received(topic, None, None, f"not valid ({exc})")
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         return Received(topic, None, None, f"not JSON ({exc})")
     except RecursionError:

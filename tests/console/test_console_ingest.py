@@ -14,6 +14,7 @@ import paho.mqtt.publish as publish
 import pytest
 
 from edge_agent.console import views
+from edge_agent.console.ingest import RESEND_S
 from edge_agent.console.reviews import review
 from edge_agent.console.service import Console
 from edge_agent.events.schema import MatchEvent
@@ -26,8 +27,8 @@ from tests.kits.console_kit import console_settings
 from tests.kits.waiting import wait_until
 
 
-def _publish(broker: Broker, topic: str, payload: bytes, retain: bool = False) -> None:
-    publish.single(topic, payload, qos=1, retain=retain, hostname="127.0.0.1", port=broker.port)
+def _publish(broker: Broker, topic: str, payload: bytes, retain: bool = False, qos: int = 1) -> None:
+    publish.single(topic, payload, qos=qos, retain=retain, hostname="127.0.0.1", port=broker.port)
 
 
 def _events(console: Console) -> list[str]:
@@ -44,6 +45,11 @@ class SteppedClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def _sends(console: Console) -> int:
+    row = console.db.row("SELECT command_sends FROM events")
+    return -1 if row is None else int(row[0])
 
 
 @pytest.fixture
@@ -237,6 +243,15 @@ def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_or
         _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
     wait_until(lambda: console.ingest is not None and console.ingest.held == 3)
     assert _events(console) == [] and console.ingest.last_store_error is not None
+    status = {
+        "schema": "edge-agent.status/1",
+        "device_id": "cam-a",
+        "state": "online",
+        "agent_version": "0.1.0",
+    }
+    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), qos=0)  # as health is sent
+    wait_until(lambda: console.ingest is not None and console.ingest.counts["dropped"] == 1)
+    assert console.ingest.held == 3  # not held: nobody would send it again, and the next replaces it
     with console.db.reading() as conn:
         conn.execute("PRAGMA query_only = OFF")
     console.ingest.wake()
@@ -273,3 +288,62 @@ def test_a_retained_status_does_not_make_a_silent_device_look_seen(
     assert again.ingest is not None
     wait_until(lambda: again.ingest is not None and again.ingest.counts["status"] >= 1)
     assert again.db.row("SELECT last_seen FROM devices") == seen
+
+
+def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_until_it_answers(
+    broker: Broker,
+    open_console: Callable[[], Console],
+    make_match_event: Callable[..., MatchEvent],
+    clock: SteppedClock,
+) -> None:
+    """Devices keep no broker session: a command published while one is away is dropped, though the
+    broker acknowledged it."""
+    console = open_console()
+    assert console.ingest is not None
+    event = make_match_event(device_id="cam-a")
+    _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
+    wait_until(lambda: len(_events(console)) == 1)
+    commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
+    verdict = review(
+        console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
+    )
+    console.ingest.wake()
+
+    def sent_times(count: int) -> None:  # received, and its sending recorded before the clock moves on
+        commands.wait_for(count)
+        wait_until(lambda: _sends(console) == count)
+
+    sent_times(1)
+    clock.now += timedelta(seconds=10)
+    status = {
+        "schema": "edge-agent.status/1",
+        "device_id": "cam-a",
+        "state": "online",
+        "agent_version": "0.1.0",
+    }
+    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode())  # the device is back
+    sent_times(2)
+    clock.now += timedelta(seconds=RESEND_S + 1)  # and still no answer
+    console.ingest.wake()
+    sent_times(3)
+    sent = commands.messages()
+    nonces = {read_envelope(message.payload).nonce for message in sent}
+    assert nonces == {verdict.nonce} and len({message.payload for message in sent}) == 3  # each signed anew
+    answer = {
+        "schema": "edge-agent.cmd-result/1",
+        "device_id": "cam-a",
+        "at": "2026-12-04T10:00:00+00:00",
+        "accepted": True,
+        "reason": "ok",
+        "message": "review done",
+        "command": "review",
+        "nonce": verdict.nonce,
+        "details": {"embeddings_excluded": 2},
+    }
+    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
+    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    clock.now += timedelta(seconds=RESEND_S + 1)
+    assert console.ingest.send_waiting() == 0  # answered: never sent again
+    assert len(commands.messages()) == 3
+    assert _sends(console) == 3
+    commands.close()

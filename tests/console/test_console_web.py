@@ -8,6 +8,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -171,6 +172,8 @@ def test_a_verdict_is_taken_once_signed_for_its_device_and_audited_with_the_revi
         again = client.post(f"/events/{event_id}/review", data={**verdict, "verdict": "false_match"})
         assert again.status_code == 409 and "already reviewed by rey" in again.text
         assert f'id="event-{event_id}"' not in client.get("/").text  # no longer open
+        log = client.get("/audit")
+        assert log.status_code == 200 and "hash chain intact" in log.text and "checked the badge" in log.text
     row = console.db.row("SELECT state, reviewed_by, comment, command_nonce, command_envelope FROM events")
     assert row is not None and (row["state"], row["reviewed_by"], row["comment"]) == (
         "confirmed",
@@ -348,3 +351,38 @@ def test_the_fleet_page_shows_a_device_whose_audit_anchor_is_malformed(
     assert login(client, "rey") == 303
     fleet = client.get("/fleet")
     assert fleet.status_code == 200 and "cam-odd" in fleet.text
+
+
+def test_a_stranger_with_many_addresses_cannot_lock_an_account_out_of_where_it_logs_in_from(
+    console: Console,
+) -> None:
+    accounts, limit = console.accounts, console.settings.console.login_attempts
+    assert not isinstance(accounts.login("ada", PASSWORD, "192.0.2.10", 1000.0), LoginRefused)  # her desk
+    guesses = [(f"198.51.100.{n}", 1001.0 + n * limit + k) for n in range(10) for k in range(limit)]
+    for address, at in guesses:  # ten times the limit, from ten addresses
+        accounts.login("ada", "guess guess guess", address, at)
+    late = guesses[-1][1] + 1
+    stranger = accounts.login("ada", PASSWORD, "203.0.113.5", late)
+    assert isinstance(stranger, LoginRefused) and stranger.retry_after_s is not None  # a new place waits
+    assert not isinstance(
+        accounts.login("ada", PASSWORD, "192.0.2.10", late + 1), LoginRefused
+    )  # hers does not
+
+
+def test_an_ipv6_address_counts_by_its_64_block(console: Console) -> None:
+    accounts, limit = console.accounts, console.settings.console.login_attempts
+    for n in range(limit):  # a new address of the same /64 for each guess
+        accounts.login("rey", "guess guess guess", f"2001:db8:1:2::{n + 1:x}", 1000.0 + n)
+    slowed = accounts.login("rey", PASSWORD, "2001:db8:1:2:ffff::9", 1000.0 + limit)
+    assert isinstance(slowed, LoginRefused) and slowed.retry_after_s is not None
+    assert not isinstance(accounts.login("rey", PASSWORD, "2001:db8:1:3::1", 1000.0 + limit), LoginRefused)
+
+
+def test_guesses_sent_in_parallel_are_counted_before_their_passwords_are_checked(console: Console) -> None:
+    accounts, limit = console.accounts, console.settings.console.login_attempts
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        outcomes = list(
+            pool.map(lambda n: accounts.login("rey", f"guess number {n:04d}", "10.1.1.1", 1000.0), range(20))
+        )
+    checked = [o for o in outcomes if isinstance(o, LoginRefused) and o.retry_after_s is None]
+    assert len(checked) == limit  # the rest were refused unread
