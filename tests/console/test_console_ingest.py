@@ -9,6 +9,7 @@ import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.publish as publish
 import pytest
@@ -45,6 +46,41 @@ class SteppedClock:
 
     def __call__(self) -> datetime:
         return self.now
+
+
+def _answer(broker: Broker, console: Console, nonce: str | None, **fields: Any) -> None:
+    """cam-a's answer to the review command with `nonce` (accepted unless `fields` say otherwise), once
+    the console has settled the event with it."""
+    answer = {
+        "schema": "edge-agent.cmd-result/1",
+        "device_id": "cam-a",
+        "at": "2026-12-04T10:00:00+00:00",
+        "accepted": True,
+        "reason": "ok",
+        "message": "review done",
+        "command": "review",
+        "nonce": nonce,
+        **fields,
+    }
+    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
+    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+
+
+def _stored_match(broker: Broker, console: Console, event: MatchEvent) -> MatchEvent:
+    """`event`, sent by cam-a and stored by the console."""
+    _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
+    wait_until(lambda: str(event.event_id) in _events(console))
+    return event
+
+
+def _status_online(broker: Broker, retain: bool = False, qos: int = 1) -> None:
+    status = {
+        "schema": "edge-agent.status/1",
+        "device_id": "cam-a",
+        "state": "online",
+        "agent_version": "0.1.0",
+    }
+    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), retain=retain, qos=qos)
 
 
 def _sends(console: Console) -> int:
@@ -116,13 +152,7 @@ def test_events_sent_while_the_console_is_down_arrive_when_it_is_back(
 
 def test_status_and_health_reach_the_fleet_table(broker: Broker, open_console: Callable[[], Console]) -> None:
     console = open_console()
-    status = {
-        "schema": "edge-agent.status/1",
-        "device_id": "cam-a",
-        "state": "online",
-        "agent_version": "0.1.0",
-    }
-    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), retain=True)
+    _status_online(broker, retain=True)
     wait_until(lambda: console.db.row("SELECT status FROM devices WHERE device_id = 'cam-a'") is not None)
     row = console.db.row("SELECT status FROM devices WHERE device_id = 'cam-a'")
     assert row is not None and json.loads(row["status"])["state"] == "online"
@@ -137,9 +167,7 @@ def test_a_verdict_given_while_the_broker_is_down_is_signed_and_sent_when_it_is_
 ) -> None:
     console = open_console()
     assert console.ingest is not None
-    event = make_match_event(device_id="cam-a")
-    _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
-    wait_until(lambda: len(_events(console)) == 1)
+    event = _stored_match(broker, console, make_match_event(device_id="cam-a"))
     commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/#").start()
     broker.stop()
     wait_until(lambda: console.ingest is not None and not console.ingest.connected)
@@ -171,19 +199,7 @@ def test_a_verdict_given_while_the_broker_is_down_is_signed_and_sent_when_it_is_
     wait_until(
         lambda: (row := console.db.row("SELECT command_sent_at FROM events")) is not None and bool(row[0])
     )
-    answer = {
-        "schema": "edge-agent.cmd-result/1",
-        "device_id": "cam-a",
-        "at": "2026-12-04T10:00:00+00:00",
-        "accepted": True,
-        "reason": "ok",
-        "message": "review done",
-        "command": "review",
-        "nonce": verdict.nonce,
-        "details": {"embeddings_excluded": 3},
-    }
-    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
-    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    _answer(broker, console, verdict.nonce, details={"embeddings_excluded": 3})
     commands.close()
 
 
@@ -212,18 +228,7 @@ def test_what_is_stored_is_the_validated_payload_so_a_string_false_is_false(
     _publish(broker, f"{PREFIX}/cam-a/events/match", json.dumps(event).encode())
     wait_until(lambda: len(_events(console)) == 1)
     verdict = review(console.db, console.signer, event["event_id"], "false_match", "rey", "", console.clock())
-    answer = {
-        "schema": "edge-agent.cmd-result/1",
-        "device_id": "cam-a",
-        "at": "2026-12-04T10:00:00+00:00",
-        "accepted": "false",
-        "reason": "expired",
-        "message": "command expired",
-        "command": "review",
-        "nonce": verdict.nonce,
-    }
-    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
-    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    _answer(broker, console, verdict.nonce, accepted="false", reason="expired", message="command expired")
     row = console.db.row("SELECT payload, answer FROM events")
     assert row is not None and json.loads(row["payload"])["distance"] == float(event["distance"])
     assert json.loads(row["answer"])["accepted"] is False
@@ -243,13 +248,7 @@ def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_or
         _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
     wait_until(lambda: console.ingest is not None and console.ingest.held == 3)
     assert _events(console) == [] and console.ingest.last_store_error is not None
-    status = {
-        "schema": "edge-agent.status/1",
-        "device_id": "cam-a",
-        "state": "online",
-        "agent_version": "0.1.0",
-    }
-    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), qos=0)  # as health is sent
+    _status_online(broker, qos=0)  # as health is sent
     wait_until(lambda: console.ingest is not None and console.ingest.counts["dropped"] == 1)
     assert console.ingest.held == 3  # not held: nobody would send it again, and the next replaces it
     with console.db.reading() as conn:
@@ -272,13 +271,7 @@ def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_or
 def test_a_retained_status_does_not_make_a_silent_device_look_seen(
     broker: Broker, open_console: Callable[[], Console], clock: SteppedClock
 ) -> None:
-    status = {
-        "schema": "edge-agent.status/1",
-        "device_id": "cam-a",
-        "state": "online",
-        "agent_version": "0.1.0",
-    }
-    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode(), retain=True)
+    _status_online(broker, retain=True)
     first = open_console()  # a new console gets the retained status: the device's row, seen "now"
     wait_until(lambda: first.db.row("SELECT last_seen FROM devices") is not None)
     seen = first.db.row("SELECT last_seen FROM devices")
@@ -300,9 +293,7 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
     broker acknowledged it."""
     console = open_console()
     assert console.ingest is not None
-    event = make_match_event(device_id="cam-a")
-    _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
-    wait_until(lambda: len(_events(console)) == 1)
+    event = _stored_match(broker, console, make_match_event(device_id="cam-a"))
     commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
     verdict = review(
         console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
@@ -315,13 +306,7 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
 
     sent_times(1)
     clock.now += timedelta(seconds=10)
-    status = {
-        "schema": "edge-agent.status/1",
-        "device_id": "cam-a",
-        "state": "online",
-        "agent_version": "0.1.0",
-    }
-    _publish(broker, f"{PREFIX}/cam-a/status", json.dumps(status).encode())  # the device is back
+    _status_online(broker)  # the device is back
     sent_times(2)
     clock.now += timedelta(seconds=RESEND_S + 1)  # and still no answer
     console.ingest.wake()
@@ -329,19 +314,7 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
     sent = commands.messages()
     nonces = {read_envelope(message.payload).nonce for message in sent}
     assert nonces == {verdict.nonce} and len({message.payload for message in sent}) == 3  # each signed anew
-    answer = {
-        "schema": "edge-agent.cmd-result/1",
-        "device_id": "cam-a",
-        "at": "2026-12-04T10:00:00+00:00",
-        "accepted": True,
-        "reason": "ok",
-        "message": "review done",
-        "command": "review",
-        "nonce": verdict.nonce,
-        "details": {"embeddings_excluded": 2},
-    }
-    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
-    wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
+    _answer(broker, console, verdict.nonce, details={"embeddings_excluded": 2})
     clock.now += timedelta(seconds=RESEND_S + 1)
     assert console.ingest.send_waiting() == 0  # answered: never sent again
     assert len(commands.messages()) == 3
