@@ -97,6 +97,10 @@ _V2 = (
     )""",
     "ALTER TABLE events ADD COLUMN command_sends INTEGER NOT NULL DEFAULT 0",
     "ALTER TABLE devices ADD COLUMN online_at TEXT",
+    "CREATE INDEX login_failures_last_at ON login_failures (last_at)",
+    "CREATE INDEX known_logins_last_at ON known_logins (last_at)",
+    "CREATE INDEX events_unanswered ON events (reviewed_at) "
+    "WHERE command_nonce IS NOT NULL AND answer IS NULL",
 )
 
 

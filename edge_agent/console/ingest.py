@@ -37,6 +37,7 @@ import sqlite3
 import threading
 from collections import Counter, deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import paho.mqtt.client as mqtt
@@ -64,10 +65,19 @@ KINDS_BY_TOPIC = {
     "cmd/result": "cmd-result",
 }
 RETRY_S = 5.0
-RESEND_S = 120.0  # an unanswered review command is sent again after this long
+RESEND_S = 120.0  # an unanswered review command is sent again after this long, doubled at each send
+RESEND_MAX_S = 4 * 3600.0
 PUBACK_TIMEOUT_S = 10.0
 
 Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class Taken:
+    """A message as received, and the connection it came on (`Subscription.generation`)."""
+
+    message: mqtt.MQTTMessage
+    generation: int
 
 
 def utc_now() -> datetime:
@@ -90,7 +100,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()
         self.last_refusal: str | None = None
         self.last_store_error: str | None = None
-        self._held: deque[mqtt.MQTTMessage] = deque()  # taken but not stored yet: the database refused
+        self._held: deque[Taken] = deque()  # taken but not stored yet: the database refused
         self._held_lock = threading.Lock()
         prefix = mqtt_settings.topic_prefix
         self.subscription = Subscription(
@@ -139,22 +149,25 @@ class Ingest:
 
     def _on_message(self, message: mqtt.MQTTMessage) -> None:
         """On paho's thread; never raises (paho's loop would end with it)."""
+        taken = Taken(message, self.subscription.generation)
         with self._held_lock:
-            if self._held or not self._take(message):  # nothing is stored past a message still waiting
-                self._hold(message)
+            if self._held or not self._take(taken):  # nothing is stored past a message still waiting
+                self._hold(taken)
 
-    def _hold(self, message: mqtt.MQTTMessage) -> None:
+    def _hold(self, taken: Taken) -> None:
+        message = taken.message
         if message.qos == 0:  # nobody sends it again, and the next one (health) replaces it: dropped
             self.counts["dropped"] += 1
             return
-        if message.dup and any(held.mid == message.mid for held in self._held):
+        if message.dup and any(held.message.mid == message.mid for held in self._held):
             return  # the broker's redelivery, after a reconnect, of one held already
-        self._held.append(message)
+        self._held.append(taken)
         self._wake.set()
 
-    def _take(self, message: mqtt.MQTTMessage) -> bool:
+    def _take(self, taken: Taken) -> bool:
         """Stores or refuses one message and acknowledges it; False (unacknowledged) when the database
         refused the write."""
+        message = taken.message
         try:
             self._store(message)
         except sqlite3.Error as exc:
@@ -166,7 +179,7 @@ class Ingest:
         except Exception as exc:  # anything else about this message makes it unreadable: refused
             self._refuse(_topic_text(message), f"unreadable ({type(exc).__name__}: {short(str(exc), 80)})")
         self.last_store_error = None
-        self.subscription.ack(message)
+        self.subscription.ack(message, taken.generation)
         return True
 
     def _store(self, message: mqtt.MQTTMessage) -> None:
@@ -232,41 +245,45 @@ class Ingest:
             except Exception:  # never let the worker die: log and try again at the next wake
                 logger.exception("console: storing held messages or sending the waiting commands failed")
 
-    def send_waiting(self) -> int:
-        """Signs and publishes every review command that is due; how many the broker took.
+    def due(self) -> list[sqlite3.Row]:
+        """The review commands to send now, oldest verdict first.
 
-        Due: never taken by the broker, or taken but unanswered and either sent more than `RESEND_S`
-        ago or sent before the device last came online. Devices keep no session with the broker (a
-        command published while one is away is dropped), so a command is sent again until the device
-        answers it. Each is signed at sending, with the nonce its verdict was given: its lifetime starts
-        then, and a device that took an earlier copy refuses the next as replayed."""
-        resend_before = db_time(self.clock() - timedelta(seconds=RESEND_S))
-        due = self.db.rows(
-            "SELECT e.event_id, e.device_id, e.state, e.command_nonce FROM events e "
-            "LEFT JOIN devices d ON d.device_id = e.device_id "
-            "WHERE e.command_nonce IS NOT NULL AND e.answer IS NULL AND (e.command_sent_at IS NULL "
-            "OR e.command_sent_at < ? OR (d.online_at IS NOT NULL AND d.online_at > e.command_sent_at)) "
-            "ORDER BY e.reviewed_at",
-            resend_before,
+        Due: never taken by the broker; or taken but unanswered, and either sent before the device last
+        came online, or longer ago than `RESEND_S` doubled at each send (2, 4, 8 ... minutes, at most
+        `RESEND_MAX_S`). Devices keep no session with the broker: a command published while one is
+        away is dropped, though the broker acknowledged it."""
+        now = self.clock()
+        unanswered = self.db.rows(
+            "SELECT e.event_id, e.device_id, e.state, e.command_nonce, e.command_sent_at, e.command_sends, "
+            "d.online_at FROM events e LEFT JOIN devices d ON d.device_id = e.device_id "
+            "WHERE e.command_nonce IS NOT NULL AND e.answer IS NULL ORDER BY e.reviewed_at"
         )
+        return [row for row in unanswered if _is_due(row, now)]
+
+    def send_waiting(self) -> int:
+        """Signs and publishes every review command that is due (`due`); how many the broker took. Each
+        is signed as it is sent, with the nonce its verdict was given: its lifetime starts then, and a
+        device that took an earlier copy refuses the next as replayed."""
+        due = self.due()
         if due and self.signer is None:
             self.last_store_error = f"{len(due)} verdict(s) wait for console.command_key to be signed"
             return 0
         sent = 0
         for row in due:
-            if self._stop.is_set():
-                break
+            if self._stop.is_set() or not self.connected:
+                break  # the broker is away: the rest waits for the next connection
             assert self.signer is not None
             event_id, device_id = str(row["event_id"]), str(row["device_id"])
             nonce, verdict = str(row["command_nonce"]), str(row["state"])
-            envelope = self.signer.review(device_id, event_id, verdict, nonce, self.clock())
+            at = self.clock()  # one reading: signed at, and recorded as sent at
+            envelope = self.signer.review(device_id, event_id, verdict, nonce, at)
             if not self.publish(command_topic(self.settings, device_id, "review"), envelope):
-                break  # the broker is away: the rest waits for the next connection
+                break
             with self.db.transaction() as conn:
                 conn.execute(
                     "UPDATE events SET command_envelope = ?, command_sent_at = ?, "
                     "command_sends = command_sends + 1 WHERE event_id = ?",
-                    (envelope, db_time(self.clock()), event_id),
+                    (envelope, db_time(at), event_id),
                 )
             sent += 1
         return sent
@@ -288,3 +305,13 @@ def _topic_text(message: mqtt.MQTTMessage) -> str:
         return str(message.topic)
     except UnicodeDecodeError:
         return "(a topic that is not UTF-8)"
+
+
+def _is_due(row: sqlite3.Row, now: datetime) -> bool:
+    sent_at = row["command_sent_at"]
+    if sent_at is None:
+        return True
+    if row["online_at"] is not None and row["online_at"] > sent_at:
+        return True
+    wait = min(RESEND_S * 2 ** min(max(int(row["command_sends"]) - 1, 0), 10), RESEND_MAX_S)
+    return datetime.fromisoformat(sent_at) + timedelta(seconds=wait) <= now

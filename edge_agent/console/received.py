@@ -4,7 +4,9 @@ Each payload was checked against its schema before it gets here (`edge_agent.eve
 check_payload`). A match event is stored once (`event_id`: re-sends and redeliveries are the same
 event), its face chip decoded apart from the JSON; status, health and reports keep the device's latest;
 a command answer is kept as received and, when it answers a review the console sent, settles it.
-A device's live "online" status marks when it came (back) online: its unanswered verdicts are sent again.
+A device's live "online" status after an offline one (or its first) marks when it came (back) online:
+its unanswered verdicts are sent again then. A device repeats "online" whenever its audit head moves;
+those do not count.
 
 A device's "last seen" is when the console last heard from it, except from a retained message: the
 broker hands the device's last status to every new subscription, however long the device has been
@@ -42,13 +44,17 @@ def record(
         if kind == "cmd-result":
             _result(conn, payload, at)
         elif kind in ("status", "health", "report"):
+            if kind == "status" and payload.get("state") == "online" and not retained:
+                conn.execute(  # came online: it was offline, or unheard of (not every online status)
+                    "UPDATE devices SET online_at = ? WHERE device_id = ? "
+                    "AND coalesce(json_extract(status, '$.state'), '') != 'online'",
+                    (at, device_id),
+                )
             column = kind
             conn.execute(
                 f"UPDATE devices SET {column} = ?, {column}_at = ? WHERE device_id = ?",
                 (json.dumps(payload, sort_keys=True), at, device_id),
             )
-            if kind == "status" and payload.get("state") == "online" and not retained:
-                conn.execute("UPDATE devices SET online_at = ? WHERE device_id = ?", (at, device_id))
     return True
 
 

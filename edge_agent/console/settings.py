@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from edge_agent.section import Section
 from edge_agent.state_dir import default_data_path
@@ -43,8 +43,18 @@ class ConsoleSettings(Section):
         default_factory=list,
         description="Addresses (or networks) of the reverse proxies in front of the console: from these, "
         "the client's address is read from X-Forwarded-For (the login throttle counts per address). "
-        'Behind a proxy on the same machine: `["127.0.0.1"]`.',
+        'Behind a proxy on the same machine: `["127.0.0.1"]`. Never `"*"`: anyone could then say who '
+        "they are.",
     )
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _named_proxies(cls, proxies: list[str]) -> list[str]:
+        for proxy in proxies:
+            if proxy.strip() in ("*", "", "0.0.0.0/0", "::/0"):
+                raise ValueError(f"{proxy!r} would trust every client's X-Forwarded-For: name the proxies")
+        return proxies
+
     login_attempts: int = Field(
         5, ge=1, le=100, description="Failed logins for one account (or address) before it is slowed down."
     )

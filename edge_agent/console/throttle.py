@@ -6,9 +6,12 @@ wait:
 - one account from one address: `console.login_attempts` failures (a reviewer's own typos, or a guesser
   at one name);
 - one address over all accounts: 4 times that (a guesser spraying names from one place);
-- one account over all addresses: 10 times that (a guesser spread over many). This count does not
-  apply from an address the account has logged in from before (in the last 90 days): a stranger who
-  knows a name cannot lock its owner out of her usual place, however many addresses he has.
+- one account over all addresses: 10 times that (a guesser spread over many).
+
+The last two do not apply to an account at an address it has logged in from before (in the last 90
+days): a stranger who knows a name cannot lock its owner out of her usual place, however many
+addresses he has, nor a guesser behind the office's NAT lock out the colleagues who work there (his
+own account-and-address count still stops him).
 
 The wait is `console.login_lockout_s`, doubled at each failure past the limit, up to an hour. An IPv6
 address counts by its /64, the block one subscriber gets, so a guesser cannot walk through addresses
@@ -58,9 +61,12 @@ class LoginThrottle:
         place = address_block(address)
         attempt = Attempt(_key("pair", f"{name}@{place}"), _key("address", place), _key("account", name))
         with self.db.transaction() as conn:
-            limits = [(attempt.pair, self.limit), (attempt.address, self.limit * ADDRESS_FACTOR)]
+            limits = [(attempt.pair, self.limit)]
             if not _known(conn, attempt.pair, now):
-                limits.append((attempt.account, self.limit * ACCOUNT_FACTOR))
+                limits += [
+                    (attempt.address, self.limit * ADDRESS_FACTOR),
+                    (attempt.account, self.limit * ACCOUNT_FACTOR),
+                ]
             wait = max(self._wait(conn, key, limit, now) for key, limit in limits)
             if wait > 0:
                 return wait

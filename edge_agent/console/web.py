@@ -39,6 +39,7 @@ SESSION_COOKIE = "edge_agent_session"
 LOGIN_CSRF_COOKIE = "edge_agent_login_csrf"
 SECURE_PREFIX = "__Host-"  # the cookies' names with console.secure_cookies
 PUBLIC_PAGES = frozenset({"/login"})
+MAX_FORM_BYTES = 64 * 1024  # the longest form is a verdict with its comment (2,000 characters); no uploads
 PUBLIC_PREFIXES = ("/static/",)
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
@@ -88,7 +89,12 @@ def form(path: str, handler: FormHandler, *, admin: bool = False, public: bool =
 
     async def endpoint(request: Request) -> Response:
         ctx = _ctx(request, admin, public)
-        data = await request.form(max_files=2, max_fields=50)
+        length = request.headers.get("content-length", "")
+        if not length.isascii() or not length.isdigit():
+            raise HTTPException(411, "a form is posted with its Content-Length")
+        if int(length) > MAX_FORM_BYTES:
+            raise HTTPException(413, f"a form is at most {MAX_FORM_BYTES // 1024} KiB")
+        data = await request.form(max_files=0, max_fields=50, max_part_size=MAX_FORM_BYTES)
         given = str(data.get("csrf_token", ""))
         expected = (
             cookie(request, ctx.console, LOGIN_CSRF_COOKIE) if ctx.session is None else ctx.session.csrf_token

@@ -58,6 +58,8 @@ class Subscription:
         self.refused = threading.Event()  # the broker refused the login
         self.failed = threading.Event()  # the first connection failed (refused, or any other reason)
         self.connected_once = False
+        self.generation = 0  # accepted connections so far
+        self.session_since = 0  # the first connection of the broker session now held
         self.last_error: str | None = None
         self.address = broker_address(settings)
         self._deliver = on_message
@@ -86,6 +88,9 @@ class Subscription:
             self.failed.set()
             return
         self.connected_once = True
+        self.generation += 1
+        if not flags.session_present:  # a new session: the packet ids of earlier connections mean nothing
+            self.session_since = self.generation
         self.last_error = None
         client.subscribe([(topic, 1) for topic in self.topics])
         if self._on_connected is not None:
@@ -125,8 +130,13 @@ class Subscription:
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         self._deliver(message)
 
-    def ack(self, message: mqtt.MQTTMessage) -> None:
-        """Acknowledge a message taken with `manual_ack` (from any thread)."""
+    def ack(self, message: mqtt.MQTTMessage, generation: int | None = None) -> None:
+        """Acknowledge a message taken with `manual_ack` (from any thread). `generation`: the connection
+        it came on, when that may not be the current one; it is acknowledged only if the broker kept the
+        session since (else its packet id may now name another message, and the broker has forgotten
+        this one)."""
+        if generation is not None and generation < self.session_since:
+            return
         self.client.ack(message.mid, message.qos)
 
     def start(self, timeout_s: float | None = None) -> None:

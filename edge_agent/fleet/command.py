@@ -47,6 +47,10 @@ class CommandRefusedError(EdgeAgentError):
     def __init__(self, message: str, reason: str = "malformed") -> None:
         super().__init__(message)
         self.reason = reason
+        # set once the signature verified (a trusted key sent it), so the answer can name what it
+        # refuses: a central side waiting on that nonce learns why (a device clock off, say)
+        self.command: str | None = None
+        self.nonce: str | None = None
 
 
 class _EnvelopeRefusedError(CommandRefusedError):
@@ -137,6 +141,19 @@ def open_command(data: bytes, *, trusted_keys: Collection[str], device_id: str, 
     Replays are the caller's check (`nonce`), since only it keeps the seen nonces."""
     payload, signer = signed.unseal(COMMAND, data, trusted_keys)
     fields = _payload_fields(payload)
+    try:
+        return _signed_command(fields, payload, signer, data, device_id, now)
+    except CommandRefusedError as exc:
+        named, nonce = fields.get("command"), fields.get("nonce")
+        exc.command = named if named in COMMANDS else None
+        exc.nonce = nonce if isinstance(nonce, str) and _NONCE.match(nonce) else None
+        raise
+
+
+def _signed_command(
+    fields: dict[str, Any], payload: bytes, signer: str, data: bytes, device_id: str, now: datetime
+) -> Command:
+    """The checks of `open_command` after the signature verified."""
     command = _text(fields, "command")
     if command not in COMMANDS:
         raise CommandRefusedError(f"unknown command {short(command)!r}", "unknown_command")

@@ -166,8 +166,8 @@ class CommandProcessor:
             False,
             refusal.reason,
             str(refusal),
-            command.command if command is not None else None,
-            command.nonce if command is not None else None,
+            command.command if command is not None else refusal.command,
+            command.nonce if command is not None else refusal.nonce,
             {"envelope_sha256": envelope_hash},
         )
 

@@ -260,13 +260,16 @@ def test_one_reviewer_s_typos_do_not_lock_out_another_at_the_same_address_nor_th
     assert isinstance(accounts.login("rey", PASSWORD, "10.0.0.1", 1010.0), LoginRefused)
     assert not isinstance(accounts.login("ada", PASSWORD, "10.0.0.1", 1011.0), LoginRefused)
     assert not isinstance(accounts.login("rey", PASSWORD, "10.0.0.2", 1012.0), LoginRefused)
-    # one address guessing over many names is slowed down too, at four times the limit
+    # one address guessing over many names is slowed down too, at four times the limit, except for an
+    # account that logs in from there (a colleague behind the same NAT)
+    assert not isinstance(accounts.login("ada", PASSWORD, "10.9.9.9", 1999.0), LoginRefused)
     sprayed = [
         accounts.login(f"user{n}", "guess guess guess", "10.9.9.9", 2000.0 + n) for n in range(4 * limit)
     ]
     assert all(isinstance(outcome, LoginRefused) and outcome.retry_after_s is None for outcome in sprayed)
-    after = accounts.login("ada", PASSWORD, "10.9.9.9", 2000.0 + 4 * limit)
+    after = accounts.login("rey", PASSWORD, "10.9.9.9", 2000.0 + 4 * limit)
     assert isinstance(after, LoginRefused) and after.retry_after_s is not None
+    assert not isinstance(accounts.login("ada", PASSWORD, "10.9.9.9", 2001.0 + 4 * limit), LoginRefused)
     # and what is kept is hashed: no name or address typed is in the table
     keys = " ".join(str(row["key"]) for row in console.db.rows("SELECT key FROM login_failures"))
     assert "rey" not in keys and "10.0.0.1" not in keys and "user1" not in keys
@@ -386,3 +389,27 @@ def test_guesses_sent_in_parallel_are_counted_before_their_passwords_are_checked
         )
     checked = [o for o in outcomes if isinstance(o, LoginRefused) and o.retry_after_s is None]
     assert len(checked) == limit  # the rest were refused unread
+
+
+def test_a_form_too_large_or_without_its_length_is_refused_before_it_is_read(client: TestClient) -> None:
+    csrf = CSRF.search(client.get("/login").text)
+    assert csrf is not None
+    big = {"username": "rey", "password": PASSWORD, "csrf_token": csrf[1], "pad": "x" * 70_000}
+    assert client.post("/login", data=big).status_code == 413
+    upload = client.post("/login", data={"csrf_token": csrf[1]}, files={"f": ("f.bin", b"x" * 100)})
+    assert upload.status_code == 400  # no file is taken, even small
+    chunked = client.post(
+        "/login",
+        content=iter([b"username=rey"]),
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
+    assert chunked.status_code == 411
+    assert login(client, "rey") == 303  # none of it counted as a login attempt
+
+
+def test_trusting_every_proxy_is_refused_in_the_config(tmp_path: Path) -> None:
+    config = tmp_path / "console.toml"
+    config.write_text('[console]\ntrusted_proxies = ["*"]\n')
+    checked = run_cli("config", "validate", config)
+    assert checked.returncode != 0 and checked.stderr.count("\n") == 1
+    assert "console.trusted_proxies" in checked.stderr and "name the proxies" in checked.stderr

@@ -67,3 +67,19 @@ def test_refusals_name_their_reason(key: Ed25519PrivateKey) -> None:
     assert refused(good, []).reason == "untrusted_key"
     message = str(refused(stranger, trusted))
     assert "\n" not in message and "untrusted key" in message
+
+
+def test_a_refusal_names_the_nonce_only_of_a_command_whose_signature_verified(key: Ed25519PrivateKey) -> None:
+    """So the central side waiting on it learns why (a device clock off, say); anyone could write the
+    nonce of an unsigned one."""
+    trusted = [public_key_hex(key)]
+    late = sign_command(
+        key, "review", {"event_id": "e", "verdict": "confirmed"}, target="cam-a", now=NOW, nonce="a" * 32
+    )
+    expired = refused(late, trusted, now=NOW + timedelta(days=1))
+    assert (expired.reason, expired.command, expired.nonce) == ("expired", "review", "a" * 32)
+    stranger = sign_command(
+        Ed25519PrivateKey.generate(), "review", {"event_id": "e"}, target="cam-a", now=NOW
+    )
+    untrusted = refused(stranger, trusted)
+    assert untrusted.reason == "untrusted_key" and untrusted.nonce is None and untrusted.command is None
