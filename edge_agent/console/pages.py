@@ -100,7 +100,8 @@ def _page_number(request: Request) -> int:
 
 def _queue(request: Request, ctx: Ctx) -> Response:
     found = views.events(ctx.console.db, _subjects(ctx), open_only=True, page=_page_number(request))
-    return render(request, ctx, "queue.html", found=found, title="Review queue")
+    watch = not found.events  # an empty queue reloads itself (no scripts) to show the next match
+    return render(request, ctx, "queue.html", found=found, watch=watch, title="Review queue")
 
 
 def _reviewed(request: Request, ctx: Ctx) -> Response:

@@ -76,7 +76,10 @@ def test_the_api_without_a_session_is_401_and_a_forged_cookie_is_no_session(clie
 
 def test_a_reviewer_on_an_admin_page_is_refused_and_an_admin_is_not(client: TestClient) -> None:
     assert login(client, "rey") == 303
-    assert client.get("/").status_code == 200
+    empty = client.get("/")
+    assert (
+        empty.status_code == 200 and '<meta http-equiv="refresh" content="15">' in empty.text
+    )  # waits for one
     for path in ("/admin/accounts", "/admin/watchlist"):
         assert client.get(path).status_code == 403
     token = csrf_of(client)
@@ -325,6 +328,7 @@ def test_the_queue_pages_through_every_open_match_newest_first(
         for n in range(views.PAGE + 5)
     ]
     assert login(client, "rey") == 303
+    assert 'http-equiv="refresh"' not in client.get("/").text  # a comment being typed is never reloaded away
     first, second = client.get("/"), client.get("/?page=1")
     shown = [re.findall(r'id="event-([0-9a-f-]+)"', page.text) for page in (first, second)]
     assert shown[0] == made[::-1][: views.PAGE] and shown[1] == made[4::-1]  # the oldest five on page 2
