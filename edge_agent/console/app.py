@@ -4,6 +4,7 @@ ingest until the process is stopped."""
 from __future__ import annotations
 
 import socket
+import sqlite3
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -13,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from edge_agent.console import admin_pages, pages
 from edge_agent.console.service import Console
-from edge_agent.console.web import HERE, SessionGate, http_error
+from edge_agent.console.web import HERE, SessionGate, database_error, http_error
 from edge_agent.errors import EdgeAgentError
 
 
@@ -32,7 +33,7 @@ def build_app(console: Console) -> Starlette:
     app = Starlette(
         routes=routes,
         middleware=middleware,
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, sqlite3.Error: database_error},
     )
     app.state.console = console
     return app

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -189,3 +190,11 @@ async def http_error(request: Request, exc: Exception) -> Response:
     if exc.headers:
         response.headers.update(exc.headers)
     return response
+
+
+async def database_error(request: Request, exc: Exception) -> Response:
+    """The console's database refused (a full or broken disk): one line, 503, nothing half-done (every
+    write is one transaction, rolled back)."""
+    assert isinstance(exc, sqlite3.Error)
+    why = f"the console's database cannot be written now ({exc}): nothing was changed; try again later"
+    return await http_error(request, HTTPException(503, why))

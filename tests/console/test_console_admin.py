@@ -19,10 +19,9 @@ from edge_agent.signed import load_private_key, public_key_hex
 from edge_agent.vision.faces import FacePipeline
 from edge_agent.watchlist import audit
 from edge_agent.watchlist.bundle import read_bundle
-from tests.console.test_console_web import csrf_of, login
 from tests.kits.agent_kit import enrol_demo_people, open_watchlist
 from tests.kits.broker import Broker
-from tests.kits.console_kit import console_settings, with_accounts
+from tests.kits.console_kit import console_settings, csrf_of, login, with_accounts
 from tests.kits.fleet_kit import SimDevice, WatchlistModel, start_fleet
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import paho.mqtt.publish as publish
 import pytest
+from starlette.testclient import TestClient
 
 from edge_agent.console import views
+from edge_agent.console.app import build_app
 from edge_agent.console.ingest import RESEND_S
 from edge_agent.console.reviews import review
 from edge_agent.console.service import Console
@@ -24,7 +26,7 @@ from edge_agent.fleet.command import open_command
 from edge_agent.signed import load_private_key, public_key_hex
 from tests.kits.agent_kit import PREFIX
 from tests.kits.broker import Broker, Subscriber
-from tests.kits.console_kit import console_settings
+from tests.kits.console_kit import console_settings, csrf_of, login, with_accounts
 from tests.kits.waiting import wait_until
 
 
@@ -239,8 +241,10 @@ def test_what_is_stored_is_the_validated_payload_so_a_string_false_is_false(
 def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_order_once_it_can(
     broker: Broker, open_console: Callable[[], Console], make_match_event: Callable[..., MatchEvent]
 ) -> None:
-    console = open_console()
+    console = with_accounts(open_console())
     assert console.ingest is not None
+    client = TestClient(build_app(console), base_url="http://127.0.0.1", follow_redirects=False)
+    assert login(client, "rey") == 303
     with console.db.reading() as conn:
         conn.execute("PRAGMA query_only = ON")  # every write fails, as on a full or broken disk
     sent = [make_match_event(device_id="cam-a") for _ in range(3)]
@@ -251,6 +255,10 @@ def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_or
     _status_online(broker, qos=0)  # as health is sent
     wait_until(lambda: console.ingest is not None and console.ingest.counts["dropped"] == 1)
     assert console.ingest.held == 3  # not held: nobody would send it again, and the next replaces it
+    fleet = client.get("/fleet")  # a reviewer sees it
+    assert fleet.status_code == 200 and "3 message(s) held, not yet stored" in fleet.text
+    refused = client.post("/logout", data={"csrf_token": csrf_of(client)})  # a write: one line, no 500
+    assert refused.status_code == 503 and "cannot be written now" in refused.text
     with console.db.reading() as conn:
         conn.execute("PRAGMA query_only = OFF")
     console.ingest.wake()

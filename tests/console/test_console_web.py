@@ -23,9 +23,7 @@ from edge_agent.console.service import Console
 from edge_agent.events.schema import MatchEvent, StatusMessage
 from edge_agent.watchlist import audit
 from tests.kits.clihelp import run_cli
-from tests.kits.console_kit import PASSWORD, console_settings, with_accounts
-
-CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+from tests.kits.console_kit import CSRF, PASSWORD, console_settings, csrf_of, login, with_accounts
 
 
 @pytest.fixture
@@ -39,23 +37,6 @@ def console(tmp_path: Path) -> Iterator[Console]:
 def client(console: Console) -> Iterator[TestClient]:
     with TestClient(build_app(console), base_url="http://127.0.0.1", follow_redirects=False) as made:
         yield made
-
-
-def login(
-    client: TestClient, username: str, password: str = PASSWORD, forwarded_for: str | None = None
-) -> int:
-    page = client.get("/login")
-    token = CSRF.search(page.text)
-    assert token is not None, page.text
-    data = {"username": username, "password": password, "csrf_token": token[1]}
-    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
-    return client.post("/login", data=data, headers=headers).status_code
-
-
-def csrf_of(client: TestClient, path: str = "/") -> str:
-    found = CSRF.search(client.get(path).text)
-    assert found is not None
-    return found[1]
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ loopback port, and logged-in clients."""
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from starlette.testclient import TestClient
 
 from edge_agent.config import Settings, load_settings
 from edge_agent.console.app import build_app
@@ -20,6 +22,26 @@ from tests.kits.agent_kit import PREFIX
 from tests.kits.broker import Broker
 
 PASSWORD = "correct horse battery staple"
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def login(
+    client: TestClient, username: str, password: str = PASSWORD, forwarded_for: str | None = None
+) -> int:
+    """Logs in through the login form (its CSRF token and cookie); the answer's status code."""
+    page = client.get("/login")
+    token = CSRF.search(page.text)
+    assert token is not None, page.text
+    data = {"username": username, "password": password, "csrf_token": token[1]}
+    headers = {} if forwarded_for is None else {"X-Forwarded-For": forwarded_for}
+    return client.post("/login", data=data, headers=headers).status_code
+
+
+def csrf_of(client: TestClient, path: str = "/") -> str:
+    """The CSRF token in the forms of `path` (a logged-in client's session token)."""
+    found = CSRF.search(client.get(path).text)
+    assert found is not None
+    return found[1]
 
 
 def console_settings(folder: Path, broker: Broker | None, **console: Any) -> Settings:
