@@ -159,8 +159,9 @@ class Ingest:
         if message.qos == 0:  # nobody sends it again, and the next one (health) replaces it: dropped
             self.counts["dropped"] += 1
             return
-        if message.dup and any(held.message.mid == message.mid for held in self._held):
-            return  # the broker's redelivery, after a reconnect, of one held already
+        since = self.subscription.session_since
+        if message.dup and any(h.message.mid == message.mid and h.generation >= since for h in self._held):
+            return  # the broker's redelivery, after a reconnect that kept the session, of one held already
         self._held.append(taken)
         self._wake.set()
 

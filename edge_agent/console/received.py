@@ -3,7 +3,8 @@
 Each payload was checked against its schema before it gets here (`edge_agent.events.listen.
 check_payload`). A match event is stored once (`event_id`: re-sends and redeliveries are the same
 event), its face chip decoded apart from the JSON; status, health and reports keep the device's latest;
-a command answer is kept as received and, when it answers a review the console sent, settles it.
+a command answer is kept as received and, when it answers a review the console sent, settles it,
+unless it is a refusal for now (`FOR_NOW`): then the verdict is sent again, signed anew.
 A device's live "online" status after an offline one (or its first) marks when it came (back) online:
 its unanswered verdicts are sent again then. A device repeats "online" whenever its audit head moves;
 those do not count.
@@ -23,6 +24,10 @@ from typing import Any
 
 from edge_agent.console.database import ConsoleDatabase
 from edge_agent.events.database import db_time
+
+# refusals that say "not now", not "no": a device clock behind or ahead (it syncs after boot), or an old
+# copy replayed by someone on the broker. They are kept with the results, and the verdict is sent again.
+FOR_NOW = frozenset({"expired", "not_yet_valid"})
 
 
 def record(
@@ -98,7 +103,7 @@ def _result(conn: Any, payload: dict[str, Any], at: str) -> None:
         "INSERT INTO results (device_id, nonce, received_at, payload) VALUES (?, ?, ?, ?)",
         (str(payload["device_id"]), nonce, at, json.dumps(payload, sort_keys=True)),
     )
-    if isinstance(nonce, str):
+    if isinstance(nonce, str) and (payload.get("accepted") or payload.get("reason") not in FOR_NOW):
         conn.execute(
             "UPDATE events SET answer = ?, answered_at = ? "
             "WHERE command_nonce = ? AND device_id = ? AND answer IS NULL",

@@ -7,6 +7,7 @@ and `signing_key` for its bundles).
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 
 from pydantic import Field, field_validator
@@ -50,10 +51,19 @@ class ConsoleSettings(Section):
     @field_validator("trusted_proxies")
     @classmethod
     def _named_proxies(cls, proxies: list[str]) -> list[str]:
+        """Addresses or small networks only, written as uvicorn reads them."""
+        named = []
         for proxy in proxies:
-            if proxy.strip() in ("*", "", "0.0.0.0/0", "::/0"):
-                raise ValueError(f"{proxy!r} would trust every client's X-Forwarded-For: name the proxies")
-        return proxies
+            try:
+                network = ipaddress.ip_network(proxy.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{proxy!r} is not an IP address or network") from None
+            if network.prefixlen < (16 if network.version == 4 else 48):
+                raise ValueError(
+                    f"{proxy!r} would trust a whole range of clients' X-Forwarded-For: name the proxies"
+                )
+            named.append(str(network.network_address) if network.num_addresses == 1 else str(network))
+        return named
 
     login_attempts: int = Field(
         5, ge=1, le=100, description="Failed logins for one account (or address) before it is slowed down."

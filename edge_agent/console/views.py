@@ -16,6 +16,12 @@ from edge_agent.watchlist import audit
 from edge_agent.watchlist.records import Subject
 
 PAGE = 200  # events on one page of the queue
+# each event with the device's latest answer under its command's nonce (one that did not settle it: a
+# refusal for now, see received.FOR_NOW)
+SELECT_EVENTS = (
+    "SELECT e.*, (SELECT r.payload FROM results r WHERE r.nonce = e.command_nonce AND r.device_id = "
+    "e.device_id ORDER BY r.id DESC LIMIT 1) AS last_result FROM events e"
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +52,19 @@ class EventView:
     command_sent_at: str | None
     command_sends: int
     answer: dict[str, Any] | None
+    last_result: dict[str, Any] | None  # the device's latest answer, settling or not
 
     @property
     def awaiting_answer(self) -> bool:
         return self.command_nonce is not None and self.answer is None
+
+    @property
+    def refused_for_now(self) -> str | None:
+        """The device's refusal that did not settle the verdict (its clock, say); it is sent again."""
+        result = self.last_result
+        if self.answer is not None or result is None or result.get("accepted"):
+            return None
+        return f"refused for now ({result.get('reason')}: {result.get('message')}); it is sent again"
 
     @property
     def answer_line(self) -> str | None:
@@ -100,6 +115,7 @@ def event_view(row: sqlite3.Row, subjects: dict[str, Subject]) -> EventView:
         command_sent_at=_short_time(row["command_sent_at"]) if row["command_sent_at"] else None,
         command_sends=int(row["command_sends"]),
         answer=json.loads(row["answer"]) if row["answer"] else None,
+        last_result=json.loads(row["last_result"]) if row["last_result"] else None,
     )
 
 
@@ -131,14 +147,14 @@ def events(db: ConsoleDatabase, subjects: dict[str, Subject], *, open_only: bool
         page = min(max(0, page), pages - 1)
         rows = list(
             conn.execute(
-                f"SELECT * FROM events WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?", (PAGE, page * PAGE)
+                f"{SELECT_EVENTS} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?", (PAGE, page * PAGE)
             )
         )
     return EventPage([event_view(row, subjects) for row in rows], total, page, pages)
 
 
 def event(db: ConsoleDatabase, event_id: str, subjects: dict[str, Subject]) -> EventView | None:
-    row = db.row("SELECT * FROM events WHERE event_id = ?", event_id)
+    row = db.row(f"{SELECT_EVENTS} WHERE e.event_id = ?", event_id)
     return None if row is None else event_view(row, subjects)
 
 

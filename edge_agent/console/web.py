@@ -123,7 +123,12 @@ class SessionGate(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         console: Console = request.app.state.console
         token = cookie(request, console, SESSION_COOKIE)
-        session = await run_in_threadpool(console.accounts.session, token, console.clock())
+        try:
+            session = await run_in_threadpool(console.accounts.session, token, console.clock())
+        except sqlite3.Error as exc:  # outside the app's exception handlers: answered here
+            refused = await database_error(request, exc)
+            refused.headers.update(SECURITY_HEADERS)
+            return refused
         request.state.session = session
         path = request.url.path
         if session is None and not (path in PUBLIC_PAGES or path.startswith(PUBLIC_PREFIXES)):
@@ -193,8 +198,8 @@ async def http_error(request: Request, exc: Exception) -> Response:
 
 
 async def database_error(request: Request, exc: Exception) -> Response:
-    """The console's database refused (a full or broken disk): one line, 503, nothing half-done (every
-    write is one transaction, rolled back)."""
+    """The console's database refused (a full or broken disk, a lock held too long): one line, 503,
+    nothing half-done (every write is one transaction, rolled back)."""
     assert isinstance(exc, sqlite3.Error)
-    why = f"the console's database cannot be written now ({exc}): nothing was changed; try again later"
+    why = f"the console's database cannot be used now ({exc}): nothing was changed; try again later"
     return await http_error(request, HTTPException(503, why))

@@ -60,6 +60,7 @@ class Subscription:
         self.connected_once = False
         self.generation = 0  # accepted connections so far
         self.session_since = 0  # the first connection of the broker session now held
+        self._ack_lock = threading.Lock()
         self.last_error: str | None = None
         self.address = broker_address(settings)
         self._deliver = on_message
@@ -88,9 +89,10 @@ class Subscription:
             self.failed.set()
             return
         self.connected_once = True
-        self.generation += 1
-        if not flags.session_present:  # a new session: the packet ids of earlier connections mean nothing
-            self.session_since = self.generation
+        with self._ack_lock:
+            self.generation += 1
+            if not flags.session_present:  # a new session: earlier connections' packet ids mean nothing
+                self.session_since = self.generation
         self.last_error = None
         client.subscribe([(topic, 1) for topic in self.topics])
         if self._on_connected is not None:
@@ -135,9 +137,10 @@ class Subscription:
         it came on, when that may not be the current one; it is acknowledged only if the broker kept the
         session since (else its packet id may now name another message, and the broker has forgotten
         this one)."""
-        if generation is not None and generation < self.session_since:
-            return
-        self.client.ack(message.mid, message.qos)
+        with self._ack_lock:  # not across a reconnect that began a new session
+            if generation is not None and generation < self.session_since:
+                return
+            self.client.ack(message.mid, message.qos)
 
     def start(self, timeout_s: float | None = None) -> None:
         """Connect in the background; with `timeout_s`, wait for the broker to confirm the subscription

@@ -145,7 +145,7 @@ def open_command(data: bytes, *, trusted_keys: Collection[str], device_id: str, 
         return _signed_command(fields, payload, signer, data, device_id, now)
     except CommandRefusedError as exc:
         named, nonce = fields.get("command"), fields.get("nonce")
-        exc.command = named if named in COMMANDS else None
+        exc.command = named if isinstance(named, str) and named in COMMANDS else None
         exc.nonce = nonce if isinstance(nonce, str) and _NONCE.match(nonce) else None
         raise
 

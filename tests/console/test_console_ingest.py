@@ -50,10 +50,9 @@ class SteppedClock:
         return self.now
 
 
-def _answer(broker: Broker, console: Console, nonce: str | None, **fields: Any) -> None:
-    """cam-a's answer to the review command with `nonce` (accepted unless `fields` say otherwise), once
-    the console has settled the event with it."""
-    answer = {
+def _result(nonce: str | None, **fields: Any) -> dict[str, Any]:
+    """cam-a's answer to the review command with `nonce`: accepted unless `fields` say otherwise."""
+    return {
         "schema": "edge-agent.cmd-result/1",
         "device_id": "cam-a",
         "at": "2026-12-04T10:00:00+00:00",
@@ -64,7 +63,11 @@ def _answer(broker: Broker, console: Console, nonce: str | None, **fields: Any) 
         "nonce": nonce,
         **fields,
     }
-    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(answer).encode())
+
+
+def _answer(broker: Broker, console: Console, nonce: str | None, **fields: Any) -> None:
+    """`_result` sent, once the console has settled the event with it."""
+    _publish(broker, f"{PREFIX}/cam-a/cmd/result", json.dumps(_result(nonce, **fields)).encode())
     wait_until(lambda: (row := console.db.row("SELECT answer FROM events")) is not None and bool(row[0]))
 
 
@@ -230,12 +233,12 @@ def test_what_is_stored_is_the_validated_payload_so_a_string_false_is_false(
     _publish(broker, f"{PREFIX}/cam-a/events/match", json.dumps(event).encode())
     wait_until(lambda: len(_events(console)) == 1)
     verdict = review(console.db, console.signer, event["event_id"], "false_match", "rey", "", console.clock())
-    _answer(broker, console, verdict.nonce, accepted="false", reason="expired", message="command expired")
+    _answer(broker, console, verdict.nonce, accepted="false", reason="invalid_args", message="no such event")
     row = console.db.row("SELECT payload, answer FROM events")
     assert row is not None and json.loads(row["payload"])["distance"] == float(event["distance"])
     assert json.loads(row["answer"])["accepted"] is False
     shown = views.event(console.db, event["event_id"], {})
-    assert shown is not None and shown.answer_line == "refused (expired): command expired"
+    assert shown is not None and shown.answer_line == "refused (invalid_args): no such event"
 
 
 def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_order_once_it_can(
@@ -258,7 +261,7 @@ def test_a_database_that_refuses_writes_holds_the_messages_and_stores_them_in_or
     fleet = client.get("/fleet")  # a reviewer sees it
     assert fleet.status_code == 200 and "3 message(s) held, not yet stored" in fleet.text
     refused = client.post("/logout", data={"csrf_token": csrf_of(client)})  # a write: one line, no 500
-    assert refused.status_code == 503 and "cannot be written now" in refused.text
+    assert refused.status_code == 503 and "database cannot be used now" in refused.text
     with console.db.reading() as conn:
         conn.execute("PRAGMA query_only = OFF")
     console.ingest.wake()
@@ -316,6 +319,7 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
     clock.now += timedelta(seconds=10)
     _status_online(broker)  # the device is back
     sent_times(2)
+    clock.now += timedelta(seconds=1)
     _status_online(broker)  # it says "online" again (its audit head moved): not a return, nothing due
     wait_until(lambda: console.ingest is not None and console.ingest.counts["status"] == 2)
     assert console.ingest.due() == []
@@ -331,4 +335,45 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
     clock.now += timedelta(days=1)
     assert console.ingest.due() == []  # answered: never sent again
     assert _sends(console) == 3
+    commands.close()
+
+
+def test_a_refusal_for_now_does_not_settle_a_verdict_which_is_sent_again_until_accepted(
+    broker: Broker,
+    open_console: Callable[[], Console],
+    make_match_event: Callable[..., MatchEvent],
+    clock: SteppedClock,
+) -> None:
+    """A device whose clock is behind after boot refuses the command as not yet valid: that is not the
+    device's answer to the verdict, and neither is "expired" from an old copy replayed on the broker."""
+    console = open_console()
+    assert console.ingest is not None
+    event = _stored_match(broker, console, make_match_event(device_id="cam-a"))
+    commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
+    verdict = review(
+        console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
+    )
+    console.ingest.wake()
+    commands.wait_for(1)
+    wait_until(lambda: _sends(console) == 1)
+    for reason in ("not_yet_valid", "expired"):
+        _publish(
+            broker,
+            f"{PREFIX}/cam-a/cmd/result",
+            json.dumps(
+                _result(verdict.nonce, accepted=False, reason=reason, message=f"command {reason}")
+            ).encode(),
+        )
+    wait_until(lambda: len(console.db.rows("SELECT id FROM results")) == 2)
+    shown = views.event(console.db, str(event.event_id), {})
+    assert shown is not None and shown.answer is None
+    assert shown.refused_for_now == "refused for now (expired: command expired); it is sent again"
+    clock.now += timedelta(seconds=RESEND_S + 1)
+    assert [str(row["event_id"]) for row in console.ingest.due()] == [str(event.event_id)]
+    _answer(broker, console, verdict.nonce, details={"embeddings_excluded": 1})
+    settled = views.event(console.db, str(event.event_id), {})
+    assert (
+        settled is not None and settled.answer_line is not None and settled.answer_line.startswith("accepted")
+    )
+    assert console.ingest.due() == []
     commands.close()

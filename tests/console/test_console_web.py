@@ -392,9 +392,25 @@ def test_a_form_too_large_or_without_its_length_is_refused_before_it_is_read(cli
     assert login(client, "rey") == 303  # none of it counted as a login attempt
 
 
-def test_trusting_every_proxy_is_refused_in_the_config(tmp_path: Path) -> None:
+def test_a_database_that_cannot_be_read_gives_one_line_not_a_traceback(
+    client: TestClient, console: Console
+) -> None:
+    assert login(client, "rey") == 303
+    console.db.conn.close()  # as a broken disk would leave it: every statement fails
+    answer = client.get("/fleet")
+    assert answer.status_code == 503 and "database cannot be used now" in answer.text
+    assert "Traceback" not in answer.text and answer.headers["x-frame-options"] == "DENY"
+
+
+@pytest.mark.parametrize("proxy", ["*", "0.0.0.0/0.0.0.0", "::0/0", "0.0.0.0/1", "proxy.example.org"])
+def test_trusting_a_range_of_clients_as_proxies_is_refused_in_the_config(tmp_path: Path, proxy: str) -> None:
     config = tmp_path / "console.toml"
-    config.write_text('[console]\ntrusted_proxies = ["*"]\n')
+    config.write_text(f'[console]\ntrusted_proxies = ["{proxy}"]\n')
     checked = run_cli("config", "validate", config)
     assert checked.returncode != 0 and checked.stderr.count("\n") == 1
-    assert "console.trusted_proxies" in checked.stderr and "name the proxies" in checked.stderr
+    assert "console.trusted_proxies" in checked.stderr
+
+
+def test_named_proxies_are_kept_as_uvicorn_reads_them(tmp_path: Path) -> None:
+    settings = console_settings(tmp_path, None, trusted_proxies=[" 10.0.0.1 ", "192.168.4.0/24", "::1"])
+    assert settings.console.trusted_proxies == ["10.0.0.1", "192.168.4.0/24", "::1"]
