@@ -18,7 +18,7 @@ from starlette.testclient import TestClient
 from edge_agent.console import views
 from edge_agent.console.app import build_app
 from edge_agent.console.ingest import RESEND_S
-from edge_agent.console.reviews import review
+from edge_agent.console.reviews import Verdict, review
 from edge_agent.console.service import Console
 from edge_agent.events.schema import MatchEvent
 from edge_agent.fleet.central import read_envelope
@@ -76,6 +76,23 @@ def _stored_match(broker: Broker, console: Console, event: MatchEvent) -> MatchE
     _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
     wait_until(lambda: str(event.event_id) in _events(console))
     return event
+
+
+def _verdict_sent(
+    broker: Broker, console: Console, event: MatchEvent
+) -> tuple[MatchEvent, Verdict, Subscriber]:
+    """`event` stored, marked a wrong match, and its review command received once (and recorded as sent)
+    by a subscriber on cam-a's review topic, which is returned."""
+    assert console.ingest is not None
+    _stored_match(broker, console, event)
+    commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
+    verdict = review(
+        console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
+    )
+    console.ingest.wake()
+    commands.wait_for(1)
+    wait_until(lambda: _sends(console) == 1)
+    return event, verdict, commands
 
 
 def _status_online(broker: Broker, retain: bool = False, qos: int = 1) -> None:
@@ -304,18 +321,12 @@ def test_an_unanswered_verdict_is_sent_again_when_its_device_comes_online_and_un
     broker acknowledged it."""
     console = open_console()
     assert console.ingest is not None
-    event = _stored_match(broker, console, make_match_event(device_id="cam-a"))
-    commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
-    verdict = review(
-        console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
-    )
-    console.ingest.wake()
+    _, verdict, commands = _verdict_sent(broker, console, make_match_event(device_id="cam-a"))
 
     def sent_times(count: int) -> None:  # received, and its sending recorded before the clock moves on
         commands.wait_for(count)
         wait_until(lambda: _sends(console) == count)
 
-    sent_times(1)
     clock.now += timedelta(seconds=10)
     _status_online(broker)  # the device is back
     sent_times(2)
@@ -348,14 +359,7 @@ def test_a_refusal_for_now_does_not_settle_a_verdict_which_is_sent_again_until_a
     device's answer to the verdict, and neither is "expired" from an old copy replayed on the broker."""
     console = open_console()
     assert console.ingest is not None
-    event = _stored_match(broker, console, make_match_event(device_id="cam-a"))
-    commands = Subscriber(broker, f"{PREFIX}/cam-a/cmd/review").start()
-    verdict = review(
-        console.db, console.signer, str(event.event_id), "false_match", "rey", "", console.clock()
-    )
-    console.ingest.wake()
-    commands.wait_for(1)
-    wait_until(lambda: _sends(console) == 1)
+    event, verdict, commands = _verdict_sent(broker, console, make_match_event(device_id="cam-a"))
     for reason in ("not_yet_valid", "expired"):
         _publish(
             broker,
