@@ -64,7 +64,7 @@ class EventView:
         result = self.last_result
         if self.answer is not None or result is None or result.get("accepted"):
             return None
-        return f"refused for now ({result.get('reason')}: {result.get('message')}); it is sent again"
+        return f"refused for now ({result.get('reason')}: {result.get('message')})"
 
     @property
     def answer_line(self) -> str | None:

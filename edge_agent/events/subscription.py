@@ -61,6 +61,7 @@ class Subscription:
         self.generation = 0  # accepted connections so far
         self.session_since = 0  # the first connection of the broker session now held
         self._ack_lock = threading.Lock()
+        self._acks_open = False  # between a connection's acknowledgement and its end
         self.last_error: str | None = None
         self.address = broker_address(settings)
         self._deliver = on_message
@@ -93,6 +94,7 @@ class Subscription:
             self.generation += 1
             if not flags.session_present:  # a new session: earlier connections' packet ids mean nothing
                 self.session_since = self.generation
+            self._acks_open = True
         self.last_error = None
         client.subscribe([(topic, 1) for topic in self.topics])
         if self._on_connected is not None:
@@ -116,6 +118,8 @@ class Subscription:
         reason: ReasonCode,
         properties: Properties | None,
     ) -> None:
+        with self._ack_lock:
+            self._acks_open = False
         if not self.connected_once and not self.refused.is_set():
             self._problem(closed_early_text(self.address, self.settings.uses_tls))
 
@@ -137,9 +141,9 @@ class Subscription:
         it came on, when that may not be the current one; it is acknowledged only if the broker kept the
         session since (else its packet id may now name another message, and the broker has forgotten
         this one)."""
-        with self._ack_lock:  # not across a reconnect that began a new session
-            if generation is not None and generation < self.session_since:
-                return
+        with self._ack_lock:  # never while reconnecting, nor into a session begun since
+            if not self._acks_open or (generation is not None and generation < self.session_since):
+                return  # a kept session sends it again after the reconnect: stored twice, never lost
             self.client.ack(message.mid, message.qos)
 
     def start(self, timeout_s: float | None = None) -> None:

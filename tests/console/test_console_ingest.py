@@ -371,7 +371,7 @@ def test_a_refusal_for_now_does_not_settle_a_verdict_which_is_sent_again_until_a
     wait_until(lambda: len(console.db.rows("SELECT id FROM results")) == 2)
     shown = views.event(console.db, str(event.event_id), {})
     assert shown is not None and shown.answer is None
-    assert shown.refused_for_now == "refused for now (expired: command expired); it is sent again"
+    assert shown.refused_for_now == "refused for now (expired: command expired)"
     clock.now += timedelta(seconds=RESEND_S + 1)
     assert [str(row["event_id"]) for row in console.ingest.due()] == [str(event.event_id)]
     _answer(broker, console, verdict.nonce, details={"embeddings_excluded": 1})
@@ -381,3 +381,37 @@ def test_a_refusal_for_now_does_not_settle_a_verdict_which_is_sent_again_until_a
     )
     assert console.ingest.due() == []
     commands.close()
+
+
+def test_messages_held_across_a_broker_that_lost_the_session_are_all_stored_in_order(
+    broker: Broker, open_console: Callable[[], Console], make_match_event: Callable[..., MatchEvent]
+) -> None:
+    """The held messages' packet ids belong to a session the broker no longer has: they are stored, not
+    acknowledged into the new one, and the new session's messages queue behind them."""
+    console = open_console()
+    assert console.ingest is not None
+    subscription = console.ingest.subscription
+    with console.db.reading() as conn:
+        conn.execute("PRAGMA query_only = ON")
+    before = [make_match_event(device_id="cam-a") for _ in range(3)]
+    for event in before:
+        _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
+    wait_until(lambda: console.ingest is not None and console.ingest.held == 3)
+    broker.stop()
+    for saved in (broker.folder / "data").iterdir():  # the broker forgets every session
+        saved.unlink()
+    broker.start()
+    wait_until(
+        lambda: subscription.generation == 2 and bool(subscription.client.is_connected()), timeout_s=20
+    )
+    assert subscription.session_since == 2  # a new session: the old packet ids mean nothing now
+    after = [make_match_event(device_id="cam-a") for _ in range(3)]
+    for event in after:
+        _publish(broker, f"{PREFIX}/cam-a/events/match", event.to_json())
+    wait_until(lambda: console.ingest is not None and console.ingest.held == 6)
+    with console.db.reading() as conn:
+        conn.execute("PRAGMA query_only = OFF")
+    console.ingest.wake()
+    wait_until(lambda: len(_events(console)) == 6)
+    stored = [str(row[0]) for row in console.db.rows("SELECT event_id FROM events ORDER BY rowid")]
+    assert stored == [str(event.event_id) for event in [*before, *after]]

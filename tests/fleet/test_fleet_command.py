@@ -9,7 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_agent.fleet.command import CommandRefusedError, open_command, sign_command
+from edge_agent import signed
+from edge_agent.fleet.command import COMMAND, CommandRefusedError, open_command, sign_command
 from edge_agent.signed import canonical, public_key_hex
 
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -83,3 +84,14 @@ def test_a_refusal_names_the_nonce_only_of_a_command_whose_signature_verified(ke
     )
     untrusted = refused(stranger, trusted)
     assert untrusted.reason == "untrusted_key" and untrusted.nonce is None and untrusted.command is None
+
+
+def test_a_signed_command_whose_name_is_not_text_is_refused_without_naming_one(
+    key: Ed25519PrivateKey,
+) -> None:
+    trusted = [public_key_hex(key)]
+    good = json.loads(sign_command(key, "request_status", target="cam-a", now=NOW, nonce="b" * 32))
+    payload = {**json.loads(base64.b64decode(good["payload"])), "command": ["request_status"]}
+    data = signed.seal(COMMAND, canonical(payload).encode(), key)
+    odd = refused(data, trusted)
+    assert (odd.reason, odd.command, odd.nonce) == ("malformed", None, "b" * 32)
