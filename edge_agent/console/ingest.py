@@ -38,7 +38,7 @@ import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTErrorCode
@@ -47,7 +47,7 @@ from edge_agent.console.database import ConsoleDatabase
 from edge_agent.console.received import record
 from edge_agent.console.reviews import CommandSigner
 from edge_agent.console.settings import ConsoleSettings
-from edge_agent.events.database import db_time
+from edge_agent.events.database import db_time, utc_now
 from edge_agent.events.listen import check_payload
 from edge_agent.events.settings import MqttSettings
 from edge_agent.events.subscription import Subscription
@@ -80,10 +80,6 @@ class Taken:
     generation: int
 
 
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 class Ingest:
     def __init__(
         self,
@@ -100,6 +96,7 @@ class Ingest:
         self.counts: Counter[str] = Counter()
         self.last_refusal: str | None = None
         self.last_store_error: str | None = None
+        self.last_send_problem: str | None = None  # why waiting verdicts are not sent (no key)
         self._held: deque[Taken] = deque()  # taken but not stored yet: the database refused
         self._held_lock = threading.Lock()
         prefix = mqtt_settings.topic_prefix
@@ -174,7 +171,7 @@ class Ingest:
         except sqlite3.Error as exc:
             self.last_store_error = f"the console database refused a message ({exc}); it is held and retried"
             self.counts["store-failed"] += 1
-            if self.counts["store-failed"] <= 10 or self.counts["store-failed"] % 1000 == 0:
+            if _worth_logging(self.counts["store-failed"]):
                 logger.error("console ingest: %s", self.last_store_error)
             return False
         except Exception as exc:  # anything else about this message makes it unreadable: refused
@@ -228,7 +225,7 @@ class Ingest:
     def _refuse(self, topic: str, why: str) -> None:
         self.counts["refused"] += 1
         line = f"{short(topic, 120)}: {why}"
-        if self.counts["refused"] <= 10 or self.counts["refused"] % 1000 == 0:
+        if _worth_logging(self.counts["refused"]):
             logger.warning("console ingest refused a message: %s", line)
         self.last_refusal = line
 
@@ -267,8 +264,9 @@ class Ingest:
         device that took an earlier copy refuses the next as replayed."""
         due = self.due()
         if due and self.signer is None:
-            self.last_store_error = f"{len(due)} verdict(s) wait for console.command_key to be signed"
+            self.last_send_problem = f"{len(due)} verdict(s) wait for console.command_key to be signed"
             return 0
+        self.last_send_problem = None
         sent = 0
         for row in due:
             if self._stop.is_set() or not self.connected:
@@ -316,3 +314,8 @@ def _is_due(row: sqlite3.Row, now: datetime) -> bool:
         return True
     wait = min(RESEND_S * 2 ** min(max(int(row["command_sends"]) - 1, 0), 10), RESEND_MAX_S)
     return datetime.fromisoformat(sent_at) + timedelta(seconds=wait) <= now
+
+
+def _worth_logging(count: int) -> bool:
+    """The first ten of a kind, then every thousandth: a flood is logged without flooding the log."""
+    return count <= 10 or count % 1000 == 0

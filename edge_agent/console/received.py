@@ -36,14 +36,12 @@ def record(
     """Stores one checked payload; False when it was a match event already stored."""
     device_id = str(payload["device_id"])
     at = db_time(now)
-    seen = (
-        "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) ON CONFLICT (device_id) DO NOTHING"
-        if retained
-        else "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) "
-        "ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen"
-    )
     with db.transaction() as conn:
-        conn.execute(seen, (device_id, at))
+        conn.execute(
+            "INSERT INTO devices (device_id, last_seen) VALUES (?, ?) "
+            "ON CONFLICT (device_id) DO UPDATE SET last_seen = excluded.last_seen WHERE NOT ?",
+            (device_id, at, retained),
+        )
         if kind == "match":
             return _match(conn, payload, at)
         if kind == "cmd-result":
@@ -55,9 +53,8 @@ def record(
                     "AND coalesce(json_extract(status, '$.state'), '') != 'online'",
                     (at, device_id),
                 )
-            column = kind
             conn.execute(
-                f"UPDATE devices SET {column} = ?, {column}_at = ? WHERE device_id = ?",
+                f"UPDATE devices SET {kind} = ?, {kind}_at = ? WHERE device_id = ?",
                 (json.dumps(payload, sort_keys=True), at, device_id),
             )
     return True

@@ -10,9 +10,10 @@ from datetime import timedelta
 from edge_agent.config import Settings
 from edge_agent.console.accounts import Accounts
 from edge_agent.console.database import ConsoleDatabase
-from edge_agent.console.ingest import Clock, Ingest, utc_now
+from edge_agent.console.ingest import Clock, Ingest
 from edge_agent.console.master import MasterSubjects
 from edge_agent.console.reviews import CommandSigner
+from edge_agent.events.database import utc_now
 from edge_agent.watchlist.store import Watchlist
 
 WatchlistOpener = Callable[[], Watchlist]

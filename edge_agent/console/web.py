@@ -126,9 +126,7 @@ class SessionGate(BaseHTTPMiddleware):
         try:
             session = await run_in_threadpool(console.accounts.session, token, console.clock())
         except sqlite3.Error as exc:  # outside the app's exception handlers: answered here
-            refused = await database_error(request, exc)
-            refused.headers.update(SECURITY_HEADERS)
-            return refused
+            return await database_error(request, exc)
         request.state.session = session
         path = request.url.path
         if session is None and not (path in PUBLIC_PAGES or path.startswith(PUBLIC_PREFIXES)):
@@ -150,17 +148,18 @@ def cookie(request: Request, console: Console, name: str) -> str:
     return request.cookies.get(cookie_name(console, name), "")
 
 
+def _cookie_flags(console: Console) -> dict[str, Any]:
+    """HttpOnly, SameSite=Strict, path /; Secure (with the `__Host-` name) with console.secure_cookies."""
+    return {
+        "path": "/",
+        "httponly": True,
+        "samesite": "strict",
+        "secure": console.settings.console.secure_cookies,
+    }
+
+
 def set_cookie(response: Response, console: Console, name: str, value: str, max_age: int) -> None:
-    """HttpOnly, SameSite=Strict, path /; Secure and `__Host-` with console.secure_cookies."""
-    response.set_cookie(
-        cookie_name(console, name),
-        value,
-        max_age=max_age,
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=console.settings.console.secure_cookies,
-    )
+    response.set_cookie(cookie_name(console, name), value, max_age=max_age, **_cookie_flags(console))
 
 
 def set_session_cookie(response: Response, console: Console, token: str) -> None:
@@ -168,13 +167,7 @@ def set_session_cookie(response: Response, console: Console, token: str) -> None
 
 
 def delete_session_cookie(response: Response, console: Console) -> None:
-    response.delete_cookie(
-        cookie_name(console, SESSION_COOKIE),
-        path="/",
-        httponly=True,
-        samesite="strict",
-        secure=console.settings.console.secure_cookies,
-    )
+    response.delete_cookie(cookie_name(console, SESSION_COOKIE), **_cookie_flags(console))
 
 
 def new_token() -> str:
